@@ -1,0 +1,108 @@
+"""``load_prior``: a prior by name or path.
+
+An explicit table maps names to loader functions that import their module only
+when called (no registration by import side effects, no heavy imports for a
+name that is not used):
+
+=============================  ==============================================================
+``stable-audio-open``          diffusers components of ``stabilityai/stable-audio-open-1.0``
+                               from the local Hugging Face cache (``allow_download=True`` to
+                               fetch; the model is gated: accept the licence and log in)
+``stable-audio-open-small``    ``stabilityai/stable-audio-open-small`` through
+                               stable-audio-tools (extra ``sat``)
+``embedded``                   the codec + flow-matching prior shipped in ``sds_audio/assets``
+a directory                    diffusers layout (``vae/``, ``transformer/``, ...) or
+                               stable-audio-tools format (``model_config.json`` + ``model.safetensors``)
+``owner/name``                 a Hugging Face hub id in diffusers layout (the user chose it)
+=============================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import SDSAudioError
+from .base import Prior
+
+
+def _load_stable_audio_open(source: str, device, dtype, **kwargs: Any) -> Prior:
+    from .stable_audio import StableAudioOpenPrior
+
+    return StableAudioOpenPrior.from_pretrained(source, device=device, dtype=dtype, **kwargs)
+
+
+def _load_stable_audio_tools(source: str, device, dtype, **kwargs: Any) -> Prior:
+    from .stable_audio_tools import StableAudioToolsPrior, require_stable_audio_tools
+
+    require_stable_audio_tools()
+    return StableAudioToolsPrior.from_pretrained(source, device=device, dtype=dtype, **kwargs)
+
+
+def _load_embedded(source: str, device, dtype, **kwargs: Any) -> Prior:
+    try:
+        module = importlib.import_module("sds_audio.priors.embedded")
+    except ImportError as exc:
+        raise SDSAudioError("the embedded prior is not part of this installation (sds_audio.priors.embedded is "
+                            "missing); reinstall sds-audio, or use --prior stable-audio-open") from exc
+    factory = getattr(module, "load_embedded_prior", None)
+    if factory is None:
+        raise SDSAudioError("sds_audio.priors.embedded has no load_embedded_prior(); reinstall sds-audio")
+    try:
+        return factory(device=device, dtype=dtype)
+    except FileNotFoundError as exc:
+        raise SDSAudioError(f"the embedded prior's weights are missing ({exc.filename or exc}); reinstall "
+                            "sds-audio, or train them with `sds-audio train codec` and `sds-audio train flow`") from exc
+
+
+#: name -> (default source, loader)
+PRIORS: dict[str, tuple[str, Callable[..., Prior]]] = {
+    "stable-audio-open": ("stabilityai/stable-audio-open-1.0", _load_stable_audio_open),
+    "stable-audio-open-small": ("stabilityai/stable-audio-open-small", _load_stable_audio_tools),
+    "embedded": ("", _load_embedded),
+}
+
+
+def known_priors() -> list[str]:
+    return list(PRIORS)
+
+
+def _is_hub_id(text: str) -> bool:
+    parts = text.split("/")
+    return len(parts) == 2 and all(p and not p.startswith(".") for p in parts) and "\\" not in text
+
+
+def load_prior(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
+               dtype: torch.dtype | None = None, **kwargs: Any) -> Prior:
+    """Load a prior by registry name, local directory or hub id.
+
+    Args:
+        name_or_path: a name from :data:`PRIORS`, a directory, or ``owner/name`` on the hub.
+        device, dtype: passed to the prior.
+        **kwargs: loader options, e.g. ``allow_download=True``, ``token=...``,
+            ``cpu_offload=True`` (Stable Audio Open); ignored by ``embedded``.
+
+    Raises:
+        SDSAudioError: unknown name (the message lists the known ones), missing
+            files or weights, or a missing optional dependency.
+    """
+    text = str(name_or_path)
+    if text in PRIORS:
+        source, loader = PRIORS[text]
+        return loader(source, device, dtype, **kwargs) if text != "embedded" else loader(source, device, dtype)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if (path / "model_config.json").is_file():
+            return _load_stable_audio_tools(str(path), device, dtype, **kwargs)
+        if (path / "transformer").is_dir() or (path / "model_index.json").is_file():
+            return _load_stable_audio_open(str(path), device, dtype, **kwargs)
+        raise SDSAudioError(f"{path} is neither a diffusers Stable Audio directory (vae/, transformer/, ...) nor a "
+                            "stable-audio-tools one (model_config.json + model.safetensors)")
+    if _is_hub_id(text) and not path.exists():
+        return _load_stable_audio_open(text, device, dtype, **kwargs)
+    raise SDSAudioError(f"unknown prior {text!r}: not a known name ({', '.join(PRIORS)}), an existing directory, "
+                        "or a hub id 'owner/name'")
