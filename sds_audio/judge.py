@@ -46,8 +46,9 @@ expectation for noise:
 
 - random gain (uniform in dB, default -24..+6 dB) so the judge rates timbre,
   not loudness,
-- mild white noise (probability 0.5, -80..-45 dBFS) added as the mel power of
-  a real white-noise recording (random excerpt of a seeded noise bank),
+- mild white noise (probability 0.5, 20..50 dB below the crop's mean power)
+  added as the mel power of a real white-noise recording (random excerpt of
+  a seeded noise bank),
 - time shift: half the crops start at the clip's onset shifted by up to
   +-0.1 s (leading silence or a clipped attack), the other half anywhere in
   the clip.
@@ -256,6 +257,11 @@ class JudgeModel(nn.Module):
     def scale(self) -> torch.Tensor:
         """Softmax logit scale ``exp(logit_scale)``, clamped to [1, 100]."""
         return self.logit_scale.clamp(0.0, math.log(100.0)).exp()
+
+    @property
+    def temperature(self) -> float:
+        """Current softmax temperature ``1 / scale`` (a plain float)."""
+        return 1.0 / self.scale.detach().item()
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -489,16 +495,17 @@ def _corpus_fingerprint(root: Path, config: JudgeConfig) -> str:
     return h.hexdigest()
 
 
-def _corpus_features(root: Path, judge: JudgeModel, cache_path: Path, progress: bool) -> _CorpusFeatures:
-    """Compute (or read from ``cache_path``) the log-mels and text embeddings of a corpus."""
+def _corpus_features(root: Path, judge: JudgeModel, cache_path: Path | None, progress: bool,
+                     split: str = "all") -> _CorpusFeatures:
+    """Compute (or read from ``cache_path``, when given) the log-mels and text embeddings of a corpus split."""
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     from .corpus.dataset import CorpusDataset, read_concepts
 
-    fingerprint = _corpus_fingerprint(root, judge.config)
-    if cache_path.is_file():
+    fingerprint = _corpus_fingerprint(root, judge.config) + f":{split}"
+    if cache_path is not None and cache_path.is_file():
         try:
             with safe_open(str(cache_path), framework="pt") as fh:
                 meta = fh.metadata() or {}
@@ -512,7 +519,7 @@ def _corpus_features(root: Path, judge: JudgeModel, cache_path: Path, progress: 
         except (SafetensorError, OSError, KeyError, json.JSONDecodeError):
             pass  # stale or broken cache: recompute
 
-    data = CorpusDataset(root, split="all", segment_s=None, sample_rate=judge.config.sample_rate)
+    data = CorpusDataset(root, split=split, segment_s=None, sample_rate=judge.config.sample_rate)
     concepts_json = {c["concept"]: c for c in read_concepts(root)} if (root / "concepts.json").is_file() else {}
     concepts = list(data.concepts)
     texts: list[str] = []
@@ -553,6 +560,8 @@ def _corpus_features(root: Path, judge: JudgeModel, cache_path: Path, progress: 
         text_pooled=torch.cat(pooled))
     info = {"concepts": concepts, "prompt_index": prompt_index, "paraphrase_index": paraphrase_index,
             "texts": texts}
+    if cache_path is None:
+        return feats
     tensors = {"mels": feats.mels, "offsets": feats.offsets, "lengths": feats.lengths,
                "concept_index": feats.concept_index, "is_train": feats.is_train.to(torch.uint8),
                "caption_index": feats.caption_index, "text_pooled": feats.text_pooled.contiguous()}
@@ -578,7 +587,7 @@ def _uniform(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
 class _Augment:
     gain_db: tuple[float, float] = (-24.0, 6.0)
     noise_prob: float = 0.5
-    noise_dbfs: tuple[float, float] = (-80.0, -45.0)
+    snr_db: tuple[float, float] = (20.0, 50.0)
     onset_prob: float = 0.5
     shift_s: float = 0.1
 
@@ -618,9 +627,11 @@ def _make_batch(feats: _CorpusFeatures, clips: torch.Tensor, n_frames: int, g: t
     power = power.clamp_min(0.0) * gain.view(b, 1, 1)
     if noise_bank is not None and aug.noise_prob > 0:
         use = (torch.rand(b, generator=g) < aug.noise_prob).float()
-        level = 10.0 ** (_uniform(g, b, *aug.noise_dbfs) / 10.0) * use
+        snr = 10.0 ** (_uniform(g, b, *aug.snr_db) / 10.0)
         starts = torch.randint(0, noise_bank.shape[1] - n_frames + 1, (b,), generator=g)
         noise = torch.stack([noise_bank[:, int(s):int(s) + n_frames] for s in starts])
+        # scale the noise to the drawn signal-to-noise ratio (mel-power means of the crop)
+        level = power.mean(dim=(1, 2)) / noise.mean(dim=(1, 2)).clamp_min(1e-12) / snr * use
         power = power + level.view(b, 1, 1) * noise
     return 0.5 * torch.log(power + _LOG_EPS)
 
@@ -710,19 +721,11 @@ def evaluate_judge(corpus_dir: str | os.PathLike, judge: JudgeModel | str | os.P
     Returns:
         ``{"n_clips", "top1", "paraphrase_top1", "per_concept_top1"}``.
     """
-    import tempfile
-    model = _judge_or_default(judge)
-    root = Path(corpus_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        feats = _corpus_features(root, model, Path(tmp) / "mel_cache.safetensors", progress)
-    if split == "all":
-        clips = list(range(len(feats.lengths)))
-    elif split in ("train", "heldout"):
-        want = split == "train"
-        clips = [i for i in range(len(feats.lengths)) if bool(feats.is_train[i]) == want]
-    else:
+    if split not in ("train", "heldout", "all"):
         raise SDSAudioError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
-    return _evaluate_features(model, feats, clips)
+    model = _judge_or_default(judge)
+    feats = _corpus_features(Path(corpus_dir), model, None, progress, split=split)
+    return _evaluate_features(model, feats, list(range(len(feats.lengths))))
 
 
 # --------------------------------------------------------------------------- training
@@ -882,17 +885,17 @@ def train_judge(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
             torch.nn.utils.clip_grad_norm_(judge.parameters(), 5.0)
             opt.step()
             step += 1
-            lv = float(loss)
+            lv = loss.detach().item()
             loss_avg = lv if loss_avg is None else 0.98 * loss_avg + 0.02 * lv
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_avg:.3f}", temp=f"{1.0 / float(judge.scale):.3f}")
+            bar.set_postfix(loss=f"{loss_avg:.3f}", temp=f"{judge.temperature:.3f}")
             if on_step is not None:
                 on_step(step, {"loss": lv, "lr": opt.param_groups[0]["lr"]})
             if eval_every and step % eval_every == 0 and step < steps:
                 res = _evaluate_features(judge, feats, heldout_clips)
                 history.append({"step": step, "loss": round(loss_avg, 4), "heldout_top1": res["top1"],
                                 "heldout_paraphrase_top1": res["paraphrase_top1"],
-                                "temperature": round(1.0 / float(judge.scale), 4),
+                                "temperature": round(judge.temperature, 4),
                                 "elapsed_s": round(time.time() - started, 1)})
                 bar.write(f"judge step {step}: loss {loss_avg:.3f}, held-out top-1 {res['top1']}, "
                           f"paraphrase top-1 {res['paraphrase_top1']}")
@@ -911,7 +914,7 @@ def train_judge(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
         "heldout_top1": heldout["top1"], "heldout_paraphrase_top1": heldout["paraphrase_top1"],
         "train_top1": train_res["top1"], "n_heldout_clips": heldout["n_clips"],
         "n_train_clips": int(train_clips.numel()), "n_concepts": len(feats.concepts), "steps": step,
-        "temperature": 1.0 / float(judge.scale), "parameters": judge.num_parameters(),
+        "temperature": judge.temperature, "parameters": judge.num_parameters(),
         "weights": str(final), "weights_bytes": final.stat().st_size, "train_args": train_args,
         "config": cfg.to_dict(), "per_concept_heldout_top1": heldout["per_concept_top1"], "history": history,
         "seconds_this_run": round(time.time() - started, 1),

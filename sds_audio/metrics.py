@@ -25,8 +25,9 @@ outputs of a reference and a generated set) and return a Python float.
   judge (:mod:`sds_audio.judge`); :func:`clap_score` the same with LAION CLAP
   through ``transformers`` when the user has its files locally.
 
-Every function is silence-safe (``eps`` in both numerator and denominator of
-the ratios) and computes in float64 where cancellation matters.
+The signal metrics are silence-safe (``eps`` in the denominators and inside
+the logarithm: finite values and gradients, -80 dB floor); the distribution
+metrics compute in float64.
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, *, zero_mean: bool =
         estimate: ``(B, C, T)``.
         reference: ``(B, C, T)`` (a batch of 1 is broadcast).
         zero_mean: subtract each signal's mean first (recommended by the paper).
-        eps: added to both energies, so silent inputs give finite values
-            (silent estimate and silent reference: 0 dB).
+        eps: guards the divisions and the logarithm, so silent inputs give
+            finite values and gradients: a silent estimate (or reference)
+            scores about ``10 log10(eps)`` = -80 dB, the floor.
 
     Returns:
         ``(B,)``: per-channel SI-SDR averaged over channels. Differentiable.
@@ -78,10 +80,11 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, *, zero_mean: bool =
         estimate = estimate - estimate.mean(dim=-1, keepdim=True)
         reference = reference - reference.mean(dim=-1, keepdim=True)
     ref_energy = (reference * reference).sum(dim=-1, keepdim=True)
-    alpha = ((estimate * reference).sum(dim=-1, keepdim=True) + eps) / (ref_energy + eps)
+    alpha = (estimate * reference).sum(dim=-1, keepdim=True) / (ref_energy + eps)
     target = alpha * reference
-    noise = target - estimate
-    ratio = ((target * target).sum(dim=-1) + eps) / ((noise * noise).sum(dim=-1) + eps)
+    noise = estimate - target
+    ratio = (target * target).sum(dim=-1) / ((noise * noise).sum(dim=-1) + eps)
+    ratio = ratio + eps
     return (10.0 * torch.log10(ratio)).mean(dim=1)
 
 
@@ -96,9 +99,9 @@ def sdr(estimate: torch.Tensor, reference: torch.Tensor, *, eps: float = 1e-8) -
         ``(B,)``. Differentiable.
     """
     estimate, reference = _check_pair(estimate, reference)
-    num = (reference * reference).flatten(1).sum(dim=1) + eps
+    num = (reference * reference).flatten(1).sum(dim=1)
     den = ((reference - estimate) ** 2).flatten(1).sum(dim=1) + eps
-    return 10.0 * torch.log10(num / den)
+    return 10.0 * torch.log10(num / den + eps)
 
 
 def si_sdr_improvement(estimate: torch.Tensor, reference: torch.Tensor, mixture: torch.Tensor, *,

@@ -21,6 +21,7 @@ outputs from the current batch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -47,11 +48,26 @@ class VAEBottleneck(nn.Module):
 
     Args:
         min_std: floor added after the softplus so ``log std^2`` stays finite.
+        initial_std: posterior std of a freshly initialised encoder (see
+            :meth:`init_scale_bias`).
     """
 
-    def __init__(self, min_std: float = 1e-4):
+    def __init__(self, min_std: float = 1e-4, initial_std: float = 0.02):
         super().__init__()
         self.min_std = float(min_std)
+        self.initial_std = float(initial_std)
+
+    @torch.no_grad()
+    def init_scale_bias(self, bias: torch.Tensor, latent_channels: int) -> None:
+        """Set the scale half of the encoder's output bias so the posterior std starts at ``initial_std``.
+
+        A fresh encoder's means are small (~0.1); with the plain
+        ``softplus(0) = 0.69`` the decoder would first see mostly noise and a
+        short training run would barely learn. Starting small lets the
+        reconstruction loss shape the latents first; the KL term then sets the
+        posterior width.
+        """
+        bias[latent_channels:] = math.log(math.expm1(self.initial_std - self.min_std))
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, raw_scale = h.chunk(2, dim=1)

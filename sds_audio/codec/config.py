@@ -51,11 +51,11 @@ class CodecConfig:
 
     sample_rate: int = 22050
     channels: int = 1
-    patch_size: int = 4
+    patch_size: int = 8
     encoder_channels: int = 32
     decoder_channels: int = 48
     channel_mults: tuple[int, ...] = (1, 2, 4, 8)
-    strides: tuple[int, ...] = (2, 4, 8)
+    strides: tuple[int, ...] = (4, 4, 4)
     dilations: tuple[int, ...] = (1, 3, 9)
     residual_kernel_size: int = 7
     latent_channels: int = 32

@@ -123,6 +123,8 @@ class Codec(nn.Module):
         self.encoder = Encoder(cfg, 2 * cfg.latent_channels if vae else cfg.latent_channels)
         self.decoder = Decoder(cfg)
         self.vae = VAEBottleneck() if vae else None
+        if vae:
+            self.vae.init_scale_bias(self.encoder.net[-1].bias, cfg.latent_channels)
         self.quantizer = (None if vae else ResidualVectorQuantizer(
             cfg.latent_channels, cfg.n_codebooks, cfg.codebook_size, cfg.codebook_decay, cfg.dead_code_threshold))
 

@@ -59,6 +59,7 @@ class CorpusSummary:
     total_audio_s: float
     counts: dict[str, dict[str, int]] = field(default_factory=dict)   # concept -> {"train": n, "heldout": n}
     rejected: dict[str, int] = field(default_factory=dict)            # reason -> count (before retries)
+    rejected_ids: list[str] = field(default_factory=list)             # "id (attempt k): reason"
     dropped: list[str] = field(default_factory=list)                  # ids that failed every attempt
 
     def table(self) -> str:
@@ -179,6 +180,7 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, *, n_per_concept: in
     order = {p.id: k for k, p in enumerate(plans)}
     records: dict[str, dict] = {}
     rejected: Counter = Counter()
+    rejected_ids: list[str] = []
     dropped: list[str] = []
     n_workers = max(0, min(int(workers), MAX_WORKERS))
     bar = tqdm(total=len(plans), desc="corpus", unit="clip", disable=not progress)
@@ -205,6 +207,7 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, *, n_per_concept: in
                         continue
                     rejected[reason.split(" (")[0]] += 1
                     old = by_id[clip_id]
+                    rejected_ids.append(f"{clip_id} (attempt {old.attempt}): {reason}")
                     if old.attempt + 1 < MAX_ATTEMPTS:
                         retry.append(plan_clip(concept_by_name(old.concept), old.index, seed, old.attempt + 1))
                     else:
@@ -238,10 +241,11 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, *, n_per_concept: in
     summary = CorpusSummary(out_dir=out_dir, n_clips=len(manifest), n_concepts=len(selected),
                             seconds=time.monotonic() - t_start,
                             total_audio_s=float(sum(r["duration_s"] for r in manifest)), counts=counts,
-                            rejected=dict(rejected), dropped=sorted(dropped))
+                            rejected=dict(rejected), rejected_ids=sorted(rejected_ids), dropped=sorted(dropped))
     info = {"seed": seed, "n_per_concept": n_per_concept, "sample_rate": SAMPLE_RATE,
             "heldout_fraction": heldout_fraction, "n_clips": summary.n_clips, "n_concepts": summary.n_concepts,
             "total_audio_s": round(summary.total_audio_s, 2), "rejected": summary.rejected,
+            "rejected_ids": summary.rejected_ids,
             "dropped": summary.dropped, "tools": _tool_versions(fluidsynth, soundfont)}
     write_json_atomic(out_dir / "build_info.json", info)
     return summary

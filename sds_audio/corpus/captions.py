@@ -100,6 +100,19 @@ VOCAB: dict[str, dict[str, Words]] = {
     },
 }
 
+# Dynamics of sounds that are not played (sound effects, textures): a level, not a playing style.
+LEVEL_VOCAB = {
+    "soft": Words(("quiet", "soft", "faint"), ("quiet", "soft", "faint", "low level")),
+    "medium": Words(("moderate",), ("moderate level", "medium volume")),
+    "loud": Words(("loud",), ("loud", "loud level")),
+}
+# Dynamics of a strike: how hard the object is hit.
+STRIKE_VOCAB = {
+    "soft": Words(("soft", "gentle", "light"), ("soft", "gentle", "lightly"), ("softly", "gently", "lightly")),
+    "medium": Words(("moderate",), ("moderate strength", "medium force"), ("moderately",)),
+    "loud": Words(("loud", "hard", "forceful"), ("loud", "hard", "forceful"), ("hard", "forcefully", "loudly")),
+}
+
 MATERIAL_WORDS = {"metal": ("metal",), "wood": ("wooden",), "glass": ("glass",), "ceramic": ("ceramic", "porcelain"),
                   "plastic": ("plastic",)}
 GERUND = {"struck": "striking", "hit": "hitting", "banged": "banging", "rung": "ringing", "clanged": "clanging",
@@ -115,13 +128,31 @@ ADJ_ORDER = ("dynamics", "length", "speed", "rain", "wind", "engine", "buzz", "m
 PARAPHRASE_MARKERS = ("a recording of ", "the sound of ", "someone ", " and ")
 
 
+# Nouns that take no indefinite article ("loud applause", not "a loud applause").
+MASS_NOUNS = ("applause", "rain", "rainfall", "gunfire", "breathing", "surf", "birdsong", "traffic", "strings",
+              "moving air", "falling rain", "rain on the ground", "wind noise")
+# Words naming a material inside an object name ("plank of wood", "cast iron pan").
+MATERIAL_DETECT = {"metal": ("metal", "metallic", "steel", "iron"), "wood": ("wood", "wooden", "timber", "lumber"),
+                   "glass": ("glass", "crystal"), "ceramic": ("ceramic", "porcelain", "china"),
+                   "plastic": ("plastic",)}
+
+
 def article(phrase: str) -> str:
     """``"a"`` or ``"an"`` for a phrase ("an upright bass", "an 808 kick")."""
     return "an" if phrase[:1].lower() in "aeiou8" else "a"
 
 
+def takes_article(phrase: str) -> bool:
+    """False for plurals ("ocean waves", "bongos") and mass nouns ("applause")."""
+    last = phrase.split()[-1].lower()
+    if any(phrase.lower().endswith(m) for m in MASS_NOUNS):
+        return False
+    return not (last.endswith("s") and not last.endswith(("ss", "us")))
+
+
 def with_article(phrase: str) -> str:
-    return f"{article(phrase)} {phrase}"
+    """``phrase`` with "a" / "an" in front, unless it is plural or a mass noun."""
+    return f"{article(phrase)} {phrase}" if takes_article(phrase) else phrase
 
 
 def captioned_attributes(concept: Concept, attributes: dict) -> dict[str, str]:
@@ -138,8 +169,17 @@ def captioned_attributes(concept: Concept, attributes: dict) -> dict[str, str]:
     return out
 
 
+def vocab(concept: Concept, key: str) -> dict[str, Words]:
+    """The vocabulary of attribute ``key`` for ``concept`` (dynamics depend on the kind of sound)."""
+    if key == "dynamics" and concept.kind in (SFX, TEXTURE):
+        return LEVEL_VOCAB
+    if key == "dynamics" and concept.kind == STRUCK:
+        return STRIKE_VOCAB
+    return VOCAB[key]
+
+
 def _words(concept: Concept, key: str, value: str, form: str) -> tuple[str, ...]:
-    words = getattr(VOCAB[key][value], form)
+    words = getattr(vocab(concept, key)[value], form)
     if key == "register":
         words = words + tuple(concept.register_words.get(value, ()))
     return words
@@ -203,7 +243,7 @@ def _instrument_caption(concept: Concept, attrs: dict[str, str], rng: np.random.
 def _object_phrase(concept: Concept, material: str, rng: np.random.Generator, with_material: float = 0.6) -> str:
     name = _name(concept, rng)
     mat_words = MATERIAL_WORDS[material]
-    if not any(w in name.split() for w in mat_words) and rng.random() < with_material:
+    if not any(w in name.lower().split() for w in MATERIAL_DETECT[material]) and rng.random() < with_material:
         name = f"{_pick(rng, mat_words)} {name}"
     return name
 
@@ -213,38 +253,52 @@ def _striker_phrase(striker: str) -> str:
 
 
 def _struck_caption(concept: Concept, attrs: dict[str, str], attributes: dict, rng: np.random.Generator) -> str:
-    """Struck objects: "a metal pot struck with a wooden spoon", "hitting a pot with a wooden spoon"."""
+    """Struck objects: "a metal pot struck with a wooden spoon", "hitting a pot hard with a wooden spoon".
+
+    Dynamics describe the strike (an adverb or the adjective of "hit" / "tap"),
+    register the object ("a high-pitched glass bottle").
+    """
     material = attributes["material"]
     striker = attributes["striker"]
     keys = _mentioned(rng, attrs)
-    verbs = concept.settings["verbs"]
-    verb = _pick(rng, verbs)
+    verb = _pick(rng, concept.settings["verbs"])
     obj = _object_phrase(concept, material, rng)
     use_striker = rng.random() < 0.7
-    adjs = [_pick(rng, _words(concept, k, attrs[k], "adj")) for k in keys if k not in ("space", "knocks")]
-    tags = [_pick(rng, _words(concept, k, attrs[k], "tag")) for k in keys if k in ("space", "knocks")]
     with_striker = f" with {_striker_phrase(striker)}" if use_striker else ""
+    obj_adjs = [_pick(rng, _words(concept, k, attrs[k], "adj")) for k in keys if k == "register"]
+    tags = [_pick(rng, _words(concept, k, attrs[k], "tag")) for k in keys if k in ("space", "knocks")]
+    dyn = "dynamics" in keys
+    adverb = f" {_pick(rng, _words(concept, 'dynamics', attrs['dynamics'], 'adverb'))}" if dyn else ""
+    the_obj = with_article(" ".join(obj_adjs + [obj]))
     style = int(rng.integers(0, 5))
-    if style == 0:       # "a loud metal pot struck with a wooden spoon, reverberant"
-        head = with_article(" ".join(adjs + [obj])) + f" {verb.replace(' on', '')}{with_striker}"
-        if verb.endswith(" on"):
-            head = f"{_pick(rng, ('knocking on', 'a knock on'))} " + with_article(" ".join(adjs + [obj])) + with_striker
+    if style == 0:       # "a metal pot struck hard with a wooden spoon, reverberant"
+        if verb == "knocked on":
+            head = f"{_pick(rng, ('knocking', 'knocks'))}{adverb} on {the_obj}{with_striker}"
+        else:
+            head = f"{the_obj} {verb}{adverb}{with_striker}"
         return ", ".join([head] + tags)
     if style == 1:       # "hitting a pot with a wooden spoon"
         gerund = GERUND.get(verb, "hitting")
-        head = f"{gerund} " + with_article(" ".join(adjs + [obj])) + with_striker
+        if gerund.endswith(" on"):
+            head = f"{gerund[:-3]}{adverb} on {the_obj}{with_striker}"
+        else:
+            head = f"{gerund} {the_obj}{adverb}{with_striker}"
         return ", ".join([head] + tags)
     if style == 2:       # "pot, metal, wooden spoon, loud"
-        parts = [_name(concept, rng), _pick(rng, MATERIAL_WORDS[material])]
+        name = _name(concept, rng)
+        parts = [name]
+        if not any(w in name.lower().split() for w in MATERIAL_DETECT[material]):
+            parts.append(_pick(rng, MATERIAL_WORDS[material]))
         if use_striker:
             parts.append(striker)
         parts += [_pick(rng, _words(concept, k, attrs[k], "tag")) for k in keys]
         return ", ".join(parts)
     if style == 3:       # "a soft tap on a glass bottle"
         noun = _pick(rng, ACTION_NOUN[material])
-        head = with_article(" ".join(adjs + [noun])) + " on " + with_article(obj) + with_striker
+        dyn_adj = [_pick(rng, _words(concept, "dynamics", attrs["dynamics"], "adj"))] if dyn else []
+        head = with_article(" ".join(dyn_adj + [noun])) + f" on {the_obj}{with_striker}"
         return ", ".join([head] + tags)
-    # "glass bottle tapped with a pencil, high-pitched"
+    # "glass bottle tapped with a pencil, high-pitched, loud"
     head = f"{obj} {verb.replace(' on', '')}{with_striker}"
     return ", ".join([head] + [_pick(rng, _words(concept, k, attrs[k], "tag")) for k in keys])
 
@@ -276,7 +330,7 @@ def caption(concept: Concept, attributes: dict, rng: np.random.Generator) -> str
     for _ in range(20):
         if concept.kind == STRUCK:
             text = _struck_caption(concept, attrs, attributes, rng)
-        elif concept.kind == TEXTURE:
+        elif concept.kind in (TEXTURE, SFX):
             text = _texture_caption(concept, attrs, rng)
         else:
             text = _instrument_caption(concept, attrs, rng)
@@ -353,25 +407,26 @@ def paraphrases(concept: Concept, n: int = 4) -> list[str]:
             striker = _pick(rng, concept.settings["strikers"])
             verb = GERUND.get(_pick(rng, concept.settings["verbs"]), "hitting")
             mat = _pick(rng, MATERIAL_WORDS[concept.settings["material"]])
-            obj = pname if mat in pname.split() else f"{mat} {pname}"
+            detect = MATERIAL_DETECT[concept.settings["material"]]
+            obj = pname if any(w in pname.lower().split() for w in detect) else f"{mat} {pname}"
             texts = [f"someone {verb} " + with_article(obj) + f" with {_striker_phrase(striker)}",
                      "the sound of " + with_article(" ".join(adjs + [obj])) + " being " +
                      _pick(rng, concept.settings["verbs"]).replace(" on", "") + (", " + space[0] if space else ""),
                      f"a recording of {_striker_phrase(striker)} hitting " + with_article(obj),
                      f"{obj} struck, " + " and ".join(tags[:2] or ["clear"])]
-        elif concept.kind == TEXTURE:
-            texts = [f"the sound of {' '.join(adjs + [pname])}",
-                     f"a recording of {' '.join(adjs)} {pname}".replace("  ", " "),
-                     f"{pname}, " + " and ".join(tags or ["outdoors"]),
-                     f"the sound of {pname} " + " and ".join(tags or ["outside"])]
+        elif concept.kind in (TEXTURE, SFX):
+            texts = ["the sound of " + with_article(" ".join(adjs + [pname])) + (", " + space[0] if space else ""),
+                     "a recording of " + with_article(" ".join(adjs + [pname])),
+                     f"{pname}, " + " and ".join(tags),
+                     f"the sound of {pname}, " + " and ".join(tags)]
         else:
             unit = concept.unit or "sound"
             adverb = _pick(rng, _words(concept, "dynamics", attrs["dynamics"], "adverb"))
             verb = "playing" if concept.kind == MELODIC else "hitting"
             texts = ["a recording of " + with_article(" ".join(adjs + [pname, unit])),
                      f"someone {verb} " + with_article(pname) + f" {adverb}" + (", " + space[0] if space else ""),
-                     f"the sound of {' '.join(adjs + [pname])}",
-                     f"{pname} {unit}, " + " and ".join(tags or ["clean"])]
+                     "the sound of " + with_article(" ".join(adjs + [pname])),
+                     f"{pname} {unit}, " + " and ".join(tags)]
         text = normalise_text(texts[style])
         if text not in out and has_paraphrase_marker(text):
             out.append(text)
@@ -416,7 +471,7 @@ def caption_conflicts(text: str, concept: Concept, attributes: dict) -> list[str
     bad: list[str] = []
     for key, value in attrs.items():
         own = {w for form in ("adj", "tag", "adverb") for w in _words(concept, key, value, form)}
-        for other, words in VOCAB[key].items():
+        for other, words in vocab(concept, key).items():
             if other == value or (key == "space" and {other, value} <= {"reverberant", "hall"}):
                 continue
             for form in ("adj", "tag", "adverb"):

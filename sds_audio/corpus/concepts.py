@@ -46,7 +46,9 @@ class Concept:
         length_matters: whether note length changes the sound (captioned as
             short / long); False for sounds that ring out regardless.
         drum_keys: for drum concepts, ``(key, {attribute: value})`` pairs.
-        electronic_kits: whether drum-machine kits (Electronic, TR-808) are used.
+        electronic_kits: drum-machine kits (bank 128 presets: 24 Electronic, 25 TR-808)
+            that replace this concept's sounds with electronic ones (FluidR3's
+            Electronic kit keeps the acoustic hi-hat, clap and cowbell).
         hold_s: for drum / sfx concepts, how long the key is held (s).
         register_words: extra words for a register, e.g. ``{"low": ("bass",)}``.
         settings: generator settings of a procedural concept.
@@ -63,7 +65,7 @@ class Concept:
     pitch_range: tuple[float, float] = (48, 84)
     length_matters: bool = True
     drum_keys: tuple[tuple[int, dict[str, str]], ...] = ()
-    electronic_kits: bool = False
+    electronic_kits: tuple[int, ...] = ()
     hold_s: tuple[float, float] = (1.5, 2.0)
     register_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -79,18 +81,23 @@ class Concept:
         return "".join(ch if ch.isalnum() else "-" for ch in self.name.lower()).strip("-")
 
 
+# Drum-kit presets of the FluidR3 GM bank 128.
+ACOUSTIC_KITS = (0, 8, 16, 32)
+ELECTRONIC = (24, 25)      # Electronic: electronic kick, snare and toms
+TR808 = (25,)              # TR-808: also hi-hats, clap and cowbell
+
 def _melodic(name, family, programs, pitch_range, names=(), alt=(), prompt=None, length_matters=True, unit="note"):
     return Concept(name=name, family=family, kind=MELODIC, prompt=prompt or f"{name} {unit}".strip(),
                    names=(name,) + tuple(names), alt_names=tuple(alt), unit=unit, programs=tuple(programs),
                    pitch_range=pitch_range, length_matters=length_matters)
 
 
-def _drum(name, keys, names=(), alt=(), prompt=None, kits=(0, 8, 16, 32), electronic=False, hold_s=(1.5, 2.0),
+def _drum(name, keys, names=(), alt=(), prompt=None, kits=ACOUSTIC_KITS, electronic=(), hold_s=(1.5, 2.0),
           register_words=None, unit="hit"):
     keys = tuple((k, {}) if isinstance(k, int) else k for k in keys)
     return Concept(name=name, family="drum kit", kind=DRUM, prompt=prompt or name, names=(name,) + tuple(names),
                    alt_names=tuple(alt), unit=unit, programs=tuple(kits), drum_keys=keys, length_matters=False,
-                   electronic_kits=electronic, hold_s=hold_s, register_words=register_words or {})
+                   electronic_kits=tuple(electronic), hold_s=hold_s, register_words=register_words or {})
 
 
 def _sfx(name, program, names=(), alt=(), prompt=None, hold_s=(1.5, 3.5), pitch_range=(57, 64), unit=""):
@@ -109,10 +116,6 @@ def _texture(name, names, alt, prompt, **settings):
     return Concept(name=name, family="environment", kind=TEXTURE, prompt=prompt, names=tuple(names),
                    alt_names=tuple(alt), unit="", length_matters=False, settings=settings)
 
-
-# Drum-kit presets of the FluidR3 GM bank 128.
-ACOUSTIC_KITS = (0, 8, 16, 32)
-ELECTRONIC_KITS = (24, 25)
 
 CONCEPTS: tuple[Concept, ...] = (
     # ---- keyboards -------------------------------------------------------------------------
@@ -169,10 +172,10 @@ CONCEPTS: tuple[Concept, ...] = (
     _melodic("slap bass", "bass", (36, 37), (28, 64), ("slapped bass",), ("funk slap bass", "popped bass")),
     _melodic("synth bass", "bass", (38, 39), (28, 64), ("synthesizer bass",), ("analog bass synth", "bass synth")),
     # ---- bowed strings, ensembles, voices ---------------------------------------------------
-    _melodic("violin", "bowed strings", (40, 110), (55, 100), ("fiddle",), ("solo violin", "bowed violin")),
+    _melodic("violin", "bowed strings", (40, 110), (55, 93), ("fiddle",), ("solo violin", "bowed violin")),
     _melodic("viola", "bowed strings", (41,), (48, 88), (), ("solo viola", "bowed viola")),
     _melodic("cello", "bowed strings", (42,), (36, 76), ("violoncello",), ("solo cello", "bowed cello")),
-    _melodic("double bass", "bowed strings", (43,), (28, 60), ("contrabass",), ("bowed double bass", "string bass")),
+    _melodic("double bass", "bowed strings", (43,), (28, 57), ("contrabass",), ("bowed double bass", "string bass")),
     _melodic("string ensemble", "ensemble", (48, 49, 44), (36, 96), ("strings", "string section"),
              ("string orchestra", "orchestral strings")),
     _melodic("choir", "ensemble", (52, 53), (48, 79), ("choir voices",), ("vocal ensemble", "chorus singing")),
@@ -187,7 +190,7 @@ CONCEPTS: tuple[Concept, ...] = (
     _melodic("synth brass", "brass", (62, 63), (36, 84), ("synthesizer brass",), ("brass synth", "analog brass")),
     # ---- woodwinds ----------------------------------------------------------------------------
     _melodic("saxophone", "woodwind", (64, 65, 66), (49, 84), ("sax",), ("alto sax", "tenor saxophone")),
-    _melodic("oboe", "woodwind", (68, 69), (58, 91), (), ("english horn", "cor anglais")),
+    _melodic("oboe", "woodwind", (68, 69), (58, 85), (), ("english horn", "cor anglais")),
     _melodic("bassoon", "woodwind", (70,), (34, 72), (), ("fagott", "orchestral bassoon")),
     _melodic("clarinet", "woodwind", (71,), (50, 91), (), ("b-flat clarinet", "jazz clarinet")),
     _melodic("flute", "woodwind", (73, 72), (60, 96), ("concert flute",), ("piccolo", "transverse flute")),
@@ -201,20 +204,20 @@ CONCEPTS: tuple[Concept, ...] = (
              ("ambient pad", "warm pad"), length_matters=False),
     # ---- drum kit -----------------------------------------------------------------------------
     _drum("kick drum", (35, 36), ("bass drum", "kick"), ("bassdrum", "drum kick"), prompt="kick drum",
-          electronic=True, register_words={"low": ("bass", "deep", "booming")}),
-    _drum("snare drum", (38, 40), ("snare",), ("snare hit", "backbeat snare"), electronic=True),
+          electronic=ELECTRONIC, register_words={"low": ("bass", "deep", "booming")}),
+    _drum("snare drum", (38, 40), ("snare",), ("snare hit", "backbeat snare"), electronic=ELECTRONIC),
     _drum("side stick", (37,), ("rim click", "cross stick"), ("rimshot click", "snare rim")),
     _drum("hi-hat", ((42, {"hihat": "closed"}), (44, {"hihat": "pedal"}), (46, {"hihat": "open"})),
-          ("hihat", "hi hat"), ("high-hat cymbal", "hat cymbal"), electronic=True),
+          ("hihat", "hi hat"), ("high-hat cymbal", "hat cymbal"), electronic=TR808),
     _drum("tom drum", ((41, {"register": "low"}), (43, {"register": "low"}), (45, {"register": "mid"}),
                        (47, {"register": "mid"}), (48, {"register": "high"}), (50, {"register": "high"})),
-          ("tom", "tom-tom"), ("floor tom", "rack tom"), electronic=True),
+          ("tom", "tom-tom"), ("floor tom", "rack tom"), electronic=ELECTRONIC),
     _drum("crash cymbal", (49, 57), ("crash",), ("cymbal crash", "crash cymbals"), hold_s=(3.5, 3.8)),
     _drum("ride cymbal", (51, 59), ("ride",), ("ride cymbal ping", "jazz ride"), hold_s=(3.0, 3.5)),
     _drum("splash cymbal", (55,), ("splash",), ("small splash cymbal", "splash crash"), hold_s=(2.5, 3.0)),
     _drum("china cymbal", (52,), ("chinese cymbal",), ("china crash", "trashy cymbal"), hold_s=(3.0, 3.5)),
-    _drum("hand clap", (39,), ("clap", "handclap"), ("clapping hands", "single clap"), electronic=True),
-    _drum("cowbell", (56,), (), ("cow bell", "agogo cowbell"), electronic=True),
+    _drum("hand clap", (39,), ("clap", "handclap"), ("clapping hands", "single clap"), electronic=TR808),
+    _drum("cowbell", (56,), (), ("cow bell", "agogo cowbell"), electronic=TR808),
     _drum("woodblock", ((76, {"register": "high"}), (77, {"register": "low"})), ("wood block",),
           ("temple block", "wooden block")),
     _drum("tambourine", (54,), (), ("jingle tambourine", "tambourin"), hold_s=(1.0, 1.5)),
@@ -247,7 +250,7 @@ CONCEPTS: tuple[Concept, ...] = (
             "a frying pan hit with a spoon", material="metal", modes="plate_circular", f0_hz=(120.0, 420.0),
             q=(200.0, 900.0), strikers=("wooden spoon", "metal spoon", "drumstick"), split_modes=True,
             verbs=("struck", "hit", "banged")),
-    _struck("small metal bell", ("small bell", "metal bell", "hand bell"), ("handbell", "desk bell"),
+    _struck("small metal bell", ("small metal bell", "metal bell", "hand bell"), ("handbell", "desk bell"),
             "a small metal bell ringing", material="metal", modes="bell", f0_hz=(450.0, 1500.0),
             q=(1500.0, 5000.0), strikers=("metal rod", "wooden stick"), split_modes=True,
             verbs=("struck", "rung", "hit")),
@@ -261,7 +264,7 @@ CONCEPTS: tuple[Concept, ...] = (
             verbs=("struck", "hit", "knocked")),
     _struck("knock on wooden door", ("wooden door", "door"), ("front door", "timber door"),
             "knocking on a wooden door", material="wood", modes="plate_rect", f0_hz=(70.0, 160.0),
-            q=(18.0, 45.0), strikers=("knuckles", "fist"), split_modes=False, verbs=("knocked on", "knocking on"),
+            q=(18.0, 45.0), strikers=("knuckles", "fist"), split_modes=False, verbs=("knocked on",),
             knocks=(1, 3)),
     _struck("glass bottle tapped", ("glass bottle", "bottle", "empty glass bottle"), ("beer bottle", "wine bottle"),
             "tapping a glass bottle", material="glass", modes="shell_bottle", f0_hz=(500.0, 1600.0),
@@ -284,14 +287,15 @@ CONCEPTS: tuple[Concept, ...] = (
             q=(12.0, 35.0), strikers=("drumstick", "hand", "wooden spoon"), split_modes=False,
             verbs=("struck", "hit", "drummed on")),
     _struck("plastic bottle tapped", ("plastic bottle", "water bottle", "plastic container"),
-            ("PET bottle", "soda bottle"), "tapping a plastic bottle", material="plastic", modes="shell_bottle",
+            ("soda bottle", "squeeze bottle"), "tapping a plastic bottle", material="plastic", modes="shell_bottle",
             f0_hz=(250.0, 800.0), q=(15.0, 40.0), strikers=("finger", "pencil", "fingernail"), split_modes=False,
             verbs=("tapped", "flicked", "hit")),
     # ---- procedural textures --------------------------------------------------------------------
-    _texture("wind", ("wind", "wind blowing", "howling wind"), ("breeze", "windstorm"), "wind blowing",
+    _texture("wind", ("wind", "wind blowing", "howling wind"), ("moving air", "wind noise"), "wind blowing",
              generator="wind"),
-    _texture("rain", ("rain", "rainfall", "raining"), ("downpour", "drizzle"), "rain falling", generator="rain"),
-    _texture("engine hum", ("engine hum", "engine", "motor running"), ("idling motor", "diesel engine"),
+    _texture("rain", ("rain", "rainfall", "falling rain"), ("rain shower", "rain on the ground"), "rain falling",
+             generator="rain"),
+    _texture("engine hum", ("engine hum", "engine", "motor running"), ("running motor", "diesel engine"),
              "an engine humming", generator="engine"),
     _texture("car passing by", ("car passing by", "car driving past", "passing car"),
              ("vehicle going by", "traffic passing"), "a car passing by", generator="car_pass"),

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .captions import caption, caption_conflicts, texture_attribute_choices
-from .concepts import DRUM, ELECTRONIC_KITS, MELODIC, SFX, STRUCK, TEXTURE, Concept
+from .concepts import DRUM, MELODIC, SFX, STRUCK, TEXTURE, Concept
 
 DYNAMICS_P = {"soft": 0.3, "medium": 0.3, "loud": 0.4}
 VELOCITY = {"soft": (25, 55), "medium": (60, 90), "loud": (100, 127)}
@@ -27,6 +27,7 @@ SHORT_HOLD_S = (0.15, 0.45)
 LONG_HOLD_S = (1.0, 2.6)
 ELECTRONIC_P = 0.25
 TEXTURE_DURATION_S = (2.0, 4.0)
+EVENT_MIN_S = (1.0, 1.8)     # a single event shorter than this is followed by silence up to it
 
 
 @dataclass
@@ -91,6 +92,8 @@ def plan_clip(concept: Concept, index: int, seed: int, attempt: int = 0) -> Clip
         r["predelay_s"] = float(rng.uniform(0.005, 0.03))
     elif concept.kind != TEXTURE:
         a["space"] = "dry"
+    if concept.kind != TEXTURE:
+        r["min_s"] = float(rng.uniform(*EVENT_MIN_S))
     if concept.kind == MELODIC:
         lo, hi = concept.pitch_range
         pitch = int(rng.integers(lo, hi + 1))
@@ -108,7 +111,7 @@ def plan_clip(concept: Concept, index: int, seed: int, attempt: int = 0) -> Clip
         if concept.electronic_kits:
             electronic = rng.random() < ELECTRONIC_P
             a["kit"] = "electronic" if electronic else "acoustic"
-            kit = _choice(rng, ELECTRONIC_KITS if electronic else concept.programs)
+            kit = _choice(rng, concept.electronic_kits if electronic else concept.programs)
         else:
             kit = _choice(rng, concept.programs)
         if concept.register_words and "register" not in a:

@@ -25,7 +25,6 @@ from .reverb import apply_reverb, reverb_ir
 from .soundfont import Note, render_notes
 
 SLOT_S = 4.5            # fluidsynth time slot per note
-EVENT_MIN_S = 1.0       # event clips shorter than this are padded with silence
 
 
 def raw_procedural(plan: ClipPlan, sample_rate: int) -> np.ndarray:
@@ -80,7 +79,7 @@ def finish(raw: np.ndarray, plan: ClipPlan, sample_rate: int) -> tuple[np.ndarra
             audio = clip_audio.trim(audio, sample_rate, min_s=0.0, max_s=clip_audio.MAX_DURATION_S)
             ir = reverb_ir(plan.attributes["rt60_s"], sample_rate, plan.rng(2), plan.render["predelay_s"])
             audio = apply_reverb(audio, ir, plan.render["drr_db"])
-        audio = clip_audio.trim(audio, sample_rate, min_s=EVENT_MIN_S, max_s=clip_audio.MAX_DURATION_S)
+        audio = clip_audio.trim(audio, sample_rate, min_s=plan.render["min_s"], max_s=clip_audio.MAX_DURATION_S)
     n = audio.shape[0]
     if not clip_audio.MIN_DURATION_S * sample_rate <= n <= clip_audio.MAX_DURATION_S * sample_rate + 1:
         return None, f"duration {n / sample_rate:.2f} s out of range"

@@ -12,8 +12,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-# (low edge Hz, high edge Hz, RT60 multiplier) of the decay bands.
-DECAY_BANDS = ((0.0, 500.0, 1.15), (500.0, 2000.0, 1.0), (2000.0, 5000.0, 0.75), (5000.0, None, 0.5))
+# (low edge Hz, high edge Hz, RT60 multiplier, initial amplitude) of the decay bands: the tail is
+# darker than white noise and its highs die first.
+DECAY_BANDS = ((0.0, 500.0, 1.15, 1.0), (500.0, 2000.0, 1.0, 0.9), (2000.0, 5000.0, 0.75, 0.5),
+               (5000.0, None, 0.5, 0.25))
 
 
 def reverb_ir(rt60_s: float, sample_rate: int, rng: np.random.Generator, predelay_s: float = 0.01,
@@ -21,7 +23,7 @@ def reverb_ir(rt60_s: float, sample_rate: int, rng: np.random.Generator, predela
     """A room impulse response ``(T,)`` float64 with unit energy.
 
     Args:
-        rt60_s: time for the mid band to decay by 60 dB.
+        rt60_s: time for the 500-2000 Hz band to decay by 60 dB.
         predelay_s: delay of the first reflection.
         n_early: number of discrete early reflections within 60 ms after it.
     """
@@ -29,7 +31,7 @@ def reverb_ir(rt60_s: float, sample_rate: int, rng: np.random.Generator, predela
     t = np.arange(n) / sample_rate
     nyquist = sample_rate / 2
     tail = np.zeros(n)
-    for lo, hi, mult in DECAY_BANDS:
+    for lo, hi, mult, gain in DECAY_BANDS:
         noise = rng.standard_normal(n)
         if lo <= 0:
             sos = signal.butter(4, hi / nyquist, btype="lowpass", output="sos")
@@ -37,7 +39,7 @@ def reverb_ir(rt60_s: float, sample_rate: int, rng: np.random.Generator, predela
             sos = signal.butter(4, lo / nyquist, btype="highpass", output="sos")
         else:
             sos = signal.butter(4, [lo / nyquist, hi / nyquist], btype="bandpass", output="sos")
-        tail += signal.sosfilt(sos, noise) * np.exp(-6.9078 * t / (rt60_s * mult))
+        tail += gain * signal.sosfilt(sos, noise) * np.exp(-6.9078 * t / (rt60_s * mult))
     start = int(predelay_s * sample_rate)
     build_up = np.clip((t - predelay_s) / 0.02, 0.0, 1.0)
     tail *= build_up

@@ -28,7 +28,8 @@ class FlowConfig:
         latent_rate: codec latent frames per second (``sample_rate / hop``).
         sample_rate: audio rate of the codec in Hz (provenance; the prior checks it).
         patch_size: latent frames folded into one transformer token
-            (``L / patch_size`` tokens); 2 halves the sequence of a hop-256 codec.
+            (``ceil(L / patch_size)`` tokens); 2 on the hop-512 codec gives 21.5 tokens per
+            second, the token rate of Stable Audio Open.
         width: transformer width.
         depth: number of DiT blocks.
         heads: attention heads (``width`` must be divisible by it; the head
@@ -47,11 +48,11 @@ class FlowConfig:
     """
 
     latent_channels: int = 32
-    latent_rate: float = 22050 / 256
+    latent_rate: float = 22050 / 512
     sample_rate: int = 22050
     patch_size: int = 2
     width: int = 256
-    depth: int = 8
+    depth: int = 6
     heads: int = 4
     mlp_ratio: float = 4.0
     text_dim: int = 384

@@ -10,7 +10,7 @@ PixArt-alpha and Stable Audio's DiT):
   drives adaLN-Zero in every block (shift, scale and a zero-initialised gate
   for the self-attention and the MLP branches), so every block starts as the
   identity and the output projection starts at zero;
-- each block: adaLN self-attention with rotary positions and QK-RMSNorm ->
+- each block: adaLN self-attention with rotary positions ->
   cross-attention to the text tokens (pre-LayerNorm, masked) -> adaLN MLP;
 - text rows marked ``drop`` use a learned null token and a learned null
   pooled embedding (classifier-free guidance).
@@ -36,21 +36,19 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with rotary positions and RMS-normalised queries / keys."""
+    """Multi-head self-attention with rotary positions."""
 
     def __init__(self, width: int, heads: int):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(width, 3 * width)
-        self.q_norm = nn.RMSNorm(width // heads, eps=1e-6)
-        self.k_norm = nn.RMSNorm(width // heads, eps=1e-6)
         self.out = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         b, n, w = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        q = apply_rotary(self.q_norm(q), cos, sin)
-        k = apply_rotary(self.k_norm(k), cos, sin)
+        q = apply_rotary(q, cos, sin)
+        k = apply_rotary(k, cos, sin)
         y = F.scaled_dot_product_attention(q, k, v)
         return self.out(y.transpose(1, 2).reshape(b, n, w))
 
@@ -63,17 +61,14 @@ class CrossAttention(nn.Module):
         self.heads = heads
         self.q = nn.Linear(width, width)
         self.kv = nn.Linear(width, 2 * width)
-        self.q_norm = nn.RMSNorm(width // heads, eps=1e-6)
-        self.k_norm = nn.RMSNorm(width // heads, eps=1e-6)
         self.out = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, n, w = x.shape
         m = context.shape[1]
         hd = w // self.heads
-        q = self.q_norm(self.q(x).view(b, n, self.heads, hd).transpose(1, 2))
+        q = self.q(x).view(b, n, self.heads, hd).transpose(1, 2)
         k, v = self.kv(context).view(b, m, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
-        k = self.k_norm(k)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
         return self.out(y.transpose(1, 2).reshape(b, n, w))
 

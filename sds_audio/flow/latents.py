@@ -66,12 +66,16 @@ class LatentSet:
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:
-    """SHA-256 over a module's state dict (names, shapes and values)."""
+    """SHA-256 over a module's state dict (names, shapes, values rounded to float16).
+
+    Rounding makes the fingerprint survive a float32 -> float16 conversion of
+    the weights file (what shipping does).
+    """
     digest = hashlib.sha256()
     for name, value in sorted(module.state_dict().items()):
         digest.update(name.encode())
         digest.update(str(tuple(value.shape)).encode())
-        digest.update(value.detach().cpu().contiguous().float().numpy().tobytes())
+        digest.update(value.detach().cpu().contiguous().half().float().numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -1,0 +1,215 @@
+"""Cost of one decoder-SDS update against Stable Audio Open, compared with the pipeline's own generation.
+
+Builds a *randomly initialised* Stable Audio Open with the real 1.0 sizes
+(diffusers' default ``AutoencoderOobleck`` and ``StableAudioDiTModel`` configs,
+a 768-wide projection model with seconds range [0, 512], a T5-base-sized
+``T5EncoderModel`` and a local word-level tokenizer with 128 tokens), so no
+weights are needed: timings do not depend on weight values.
+
+For each clip duration and number of denoising steps ``k`` it prints medians of:
+
+* the SDS update split into encode / denoise (``k`` guided DiT evaluations) /
+  decode / spectral loss (STFTs of render and target, loss, audio-space
+  gradient) / backward (the surrogate's backward into a raw stereo waveform at
+  44.1 kHz: no renderer cost is included),
+* the same-duration generation of ``diffusers.StableAudioPipeline`` built from the
+  same components with ``num_inference_steps=k`` (prompt encoding, ``k`` guided
+  DiT evaluations, decode; the DiT's ``sample_size`` is set to the clip's latent
+  length so both sides process the same number of frames),
+* their ratio (goal: SDS <= 1.3 x generation) and the peak memory (CUDA: peak
+  allocated per row; CPU: the process's peak resident set so far).
+
+Usage::
+
+    python benchmarks/sds_step.py --device cuda --dtype bf16 --repeats 5
+    python benchmarks/sds_step.py --device cpu --dtype fp32 --repeats 1 --durations 1 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import resource
+import statistics
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PROMPT = "kick drum, bass, reverb"
+
+
+def build_tokenizer(max_tokens: int = 128):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = "kick drum bass reverb snare hat bell pad noise hit pot wooden spoon a the , .".split()
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="</s>",
+                                   model_max_length=max_tokens)
+
+
+def build_components(seed: int = 0) -> dict:
+    """Stable Audio Open 1.0 sizes, random weights."""
+    from diffusers import AutoencoderOobleck, StableAudioDiTModel
+    from diffusers.pipelines.stable_audio.modeling_stable_audio import StableAudioProjectionModel
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae = AutoencoderOobleck()
+    transformer = StableAudioDiTModel()
+    projection = StableAudioProjectionModel(text_encoder_dim=768, conditioning_dim=768, min_value=0, max_value=512)
+    text_encoder = T5EncoderModel(T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12,
+                                           num_heads=12, decoder_start_token_id=0, pad_token_id=0))
+    scheduler_config = {"_class_name": "CosineDPMSolverMultistepScheduler", "sigma_min": 0.3, "sigma_max": 500.0,
+                        "sigma_data": 1.0, "prediction_type": "v_prediction", "solver_order": 2,
+                        "sigma_schedule": "exponential"}
+    return {"vae": vae, "transformer": transformer, "text_encoder": text_encoder, "tokenizer": build_tokenizer(),
+            "projection_model": projection, "scheduler_config": scheduler_config}
+
+
+class Clock:
+    """Accumulates wall time per label; synchronises CUDA around each measurement."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.totals: dict[str, float] = {}
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @contextmanager
+    def __call__(self, label: str):
+        self.sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.sync()
+            self.totals[label] = self.totals.get(label, 0.0) + time.perf_counter() - start
+
+    def wrap(self, obj, name: str, label: str) -> None:
+        """Time every call of ``obj.name`` under ``label`` (instance attribute shadows the method)."""
+        method = getattr(obj, name)
+
+        def timed(*args, **kwargs):
+            with self(label):
+                return method(*args, **kwargs)
+
+        setattr(obj, name, timed)
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux
+
+
+def time_sds(prior, duration_s: float, steps: int, repeats: int, guidance: float) -> tuple[dict, float]:
+    from sds_audio.sds import SDSConfig, SDSObjective
+
+    device = prior.device
+    n = int(round(duration_s * prior.sample_rate))
+    noise = 0.1 * torch.randn(1, prior.channels, n, generator=torch.Generator().manual_seed(0))
+    wave = torch.nn.Parameter(noise.to(device))
+    sds = SDSObjective(prior, PROMPT, SDSConfig(denoise_steps=steps, guidance_scale=guidance))
+    clock = Clock(device)
+    for name, label in (("encode", "encode"), ("denoise", "denoise"), ("decode", "decode")):
+        clock.wrap(prior, name, label)
+    rows = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for i in range(repeats + 1):  # the first run warms up
+        clock.totals = {}
+        with clock("sds"):
+            result = sds(wave, prior.sample_rate, progress=0.5)
+        with clock("backward"):
+            result.loss.backward()
+        wave.grad = None
+        t = dict(clock.totals)
+        t["spectral"] = t["sds"] - t["encode"] - t["denoise"] - t["decode"]
+        t["total"] = t["sds"] + t["backward"]
+        if i:
+            rows.append(t)
+    for name in ("encode", "denoise", "decode"):
+        delattr(prior, name)
+    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}, peak_memory_gib(device)
+
+
+def time_pipeline(pipe, prior, duration_s: float, steps: int, repeats: int, guidance: float) -> tuple[float, float]:
+    device = prior.device
+    pipe.transformer.register_to_config(sample_size=prior.latent_length(int(round(duration_s * prior.sample_rate))))
+    clock = Clock(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for i in range(repeats + 1):
+        clock.totals = {}
+        with clock("gen"):
+            pipe(PROMPT, audio_end_in_s=duration_s, num_inference_steps=steps, guidance_scale=guidance,
+                 generator=torch.Generator(device).manual_seed(i), output_type="pt")
+        if i:
+            times.append(clock.totals["gen"])
+    return statistics.median(times), peak_memory_gib(device)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: bf16 on CUDA, fp32 on CPU")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--durations", type=float, nargs="+", default=[1.0, 10.0])
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--guidance", type=float, default=7.0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
+
+    from diffusers import CosineDPMSolverMultistepScheduler, StableAudioPipeline
+    from diffusers.utils import logging as diffusers_logging
+
+    from sds_audio.priors.stable_audio import StableAudioOpenPrior
+
+    diffusers_logging.set_verbosity_error()
+    t0 = time.perf_counter()
+    components = build_components()
+    prior = StableAudioOpenPrior(**components, device=device, dtype=dtype)
+    text_encoder = copy.deepcopy(prior.text_encoder).to(dtype)  # the pipeline runs T5 in the pipeline dtype
+    scheduler = CosineDPMSolverMultistepScheduler(**{k: v for k, v in components["scheduler_config"].items()
+                                                     if not k.startswith("_")})
+    pipe = StableAudioPipeline(vae=prior.vae, text_encoder=text_encoder, projection_model=prior.projection_model,
+                               tokenizer=prior.tokenizer, transformer=prior.transformer, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    n_params = sum(p.numel() for m in (prior.vae, prior.transformer, prior.text_encoder, prior.projection_model)
+                   for p in m.parameters())
+    print(f"# device={device} dtype={str(dtype).removeprefix('torch.')} threads={torch.get_num_threads()} "
+          f"repeats={args.repeats} guidance={args.guidance} params={n_params / 1e9:.2f}B "
+          f"build={time.perf_counter() - t0:.0f}s", flush=True)
+    header = ("dur_s", "k", "encode", "denoise", "decode", "spectral", "backward", "sds_total", "pipeline",
+              "ratio", "sds_peak_GiB", "pipe_peak_GiB")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header), flush=True)
+    for duration in args.durations:
+        for steps in args.steps:
+            sds, sds_mem = time_sds(prior, duration, steps, args.repeats, args.guidance)
+            gen, gen_mem = time_pipeline(pipe, prior, duration, steps, args.repeats, args.guidance)
+            cells = [f"{duration:g}", str(steps)] + [f"{sds[k]:.3f}" for k in
+                                                     ("encode", "denoise", "decode", "spectral", "backward", "total")]
+            cells += [f"{gen:.3f}", f"{sds['total'] / gen:.2f}", f"{sds_mem:.2f}", f"{gen_mem:.2f}"]
+            print("| " + " | ".join(cells) + " |", flush=True)
+    print("# times in seconds (medians); ratio = sds_total / pipeline; goal ratio <= 1.3", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""EmbeddedPrior: the codec + flow-matching DiT + MiniLM prior shipped with the package.
+
+Audio is 22050 Hz mono. The prior's latents are the codec's latents
+normalised per channel by the flow model's statistics
+(:meth:`FlowModel.normalize`), so Gaussian noise has the right scale.
+
+Noise level map. The flow model's time ``s`` runs from 0 (noise) to 1 (data)
+along ``x_s = (1 - s) * noise + s * x0`` and predicts ``v = dx/ds = x0 - noise``.
+The library's ``t`` (0 clean, 1 noise) is ``t = 1 - s``, so
+
+- ``add_noise``: ``x_t = t * noise + (1 - t) * x0``; ``sigma(t) = t``;
+- ``denoise(x_t, t, steps=1)``: one Euler step to ``s = 1``:
+  ``x0_hat = x_t + t * v`` (equivalently ``x_t - t * v_t`` with the velocity
+  in ``t``, ``v_t = dx/dt = -v``);
+- ``denoise(..., steps=k)``: ``k`` Euler (or midpoint) steps from ``s = 1 - t``
+  to 1 on a uniform (or sway-warped) grid, classifier-free guidance batched;
+- ``noise_from_x0``: ``eps_hat = (x_t - (1 - t) * x0_hat) / t``.
+
+Duration: ``condition(..., seconds)`` is the duration of the sound; at
+``denoise`` time the model is told ``min(seconds, length of the latents)``, so
+``seconds=None`` (the default) means "the sound fills the window".
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import SDSAudioError
+from ..flow.condition import FlowCondition
+from ..flow.dit import FlowModel
+from ..flow.guidance import guided_velocity
+from ..flow.samplers import integrate, time_grid
+from .base import Conditioning, Prior
+
+CODEC_FILE = "codec.safetensors"
+FLOW_FILE = "flow.safetensors"
+CODEC_HINT = "train it with `sds-audio train codec --corpus CORPUS_DIR --out OUT_DIR`"
+FLOW_HINT = ("train it with `sds-audio train flow --corpus CORPUS_DIR --out OUT_DIR --codec CODEC.safetensors`")
+
+
+def default_assets_dir() -> Path:
+    """``sds_audio/assets`` inside the installed package."""
+    return Path(__file__).resolve().parent.parent / "assets"
+
+
+class EmbeddedPrior(Prior):
+    """Prior over a :class:`~sds_audio.codec.Codec`, a :class:`~sds_audio.flow.FlowModel` and MiniLM.
+
+    Args:
+        codec: the frozen codec (``encode``, ``decode``, ``sample_rate``, ``channels``,
+            ``latent_channels``, ``hop_length``).
+        flow: the frozen flow model trained on that codec's latents.
+        text_encoder: a :class:`sds_audio.text.TextEncoder` (default: a new one).
+        device, dtype: where and in which precision everything runs
+            (default: CPU, float32).
+        sampler: ``"euler"`` or ``"midpoint"`` for :meth:`denoise` chains.
+        sway_coef: sway-sampling coefficient for :meth:`denoise` chains
+            (None: uniform steps).
+    """
+
+    name = "embedded"
+
+    def __init__(self, codec: torch.nn.Module, flow: FlowModel, text_encoder: Any = None,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                 sampler: str = "euler", sway_coef: float | None = None):
+        if flow.config.latent_channels != codec.latent_channels:
+            raise SDSAudioError(f"the flow model expects {flow.config.latent_channels} latent channels but the "
+                                f"codec has {codec.latent_channels}: train the flow model on this codec")
+        if int(flow.config.sample_rate) != int(codec.sample_rate) or \
+                abs(flow.config.latent_rate - codec.sample_rate / codec.hop_length) > 1e-6:
+            raise SDSAudioError("the flow model was trained on a codec with another sample rate or hop: "
+                                "train the flow model on this codec")
+        self._device = torch.device(device) if device is not None else torch.device("cpu")
+        self._dtype = dtype if dtype is not None else torch.float32
+        self.codec = codec.to(self._device, self._dtype).eval().requires_grad_(False)
+        self.flow = flow.to(self._device, self._dtype).eval().requires_grad_(False)
+        if text_encoder is None:
+            from ..text import TextEncoder
+
+            text_encoder = TextEncoder(device=self._device)
+        self.text_encoder = text_encoder
+        self.sample_rate = int(codec.sample_rate)
+        self.channels = int(codec.channels)
+        self.latent_channels = int(codec.latent_channels)
+        self.hop_length = int(codec.hop_length)
+        self.latent_rate = self.sample_rate / self.hop_length
+        self.max_duration_s = float(flow.config.max_duration_s)
+        self.sampler = sampler
+        self.sway_coef = sway_coef
+        self._cache: dict[tuple[str, str | None], tuple[FlowCondition, FlowCondition | None]] = {}
+        self._warned_long = False
+
+    # ------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    def latent_length(self, n_samples: int) -> int:
+        """The codec pads audio to a multiple of its hop: ``ceil(n_samples / hop)`` frames."""
+        return max(1, -(-int(n_samples) // self.hop_length))
+
+    # ------------------------------------------------------------- autoencoder
+    @torch.no_grad()
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, T)`` at 22050 Hz -> normalised latents ``(B, D, ceil(T / hop))``."""
+        if audio.dim() != 3 or audio.shape[1] != self.channels:
+            raise SDSAudioError(f"the embedded prior expects audio of shape (batch, {self.channels}, samples), "
+                                f"got {tuple(audio.shape)}")
+        z = self.codec.encode(audio.to(self._device, self._dtype))
+        return self.flow.normalize(z)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents ``(B, D, L)`` -> audio ``(B, 1, L * hop)``; differentiable."""
+        return self.codec.decode(self.flow.denormalize(latents.to(self._device, self._dtype)))
+
+    # ------------------------------------------------------------ conditioning
+    def _text_condition(self, prompt: str) -> FlowCondition:
+        tokens, mask, pooled = self.text_encoder.encode([prompt])
+        return FlowCondition.from_text(tokens, mask, pooled, 0.0).to(self._device, self._dtype)
+
+    def condition(self, prompt: str, negative: str | None = None, seconds: float | None = None) -> Conditioning:
+        """Encode ``prompt`` (and ``negative``, which replaces the unconditional branch); cached per pair.
+
+        Args:
+            seconds: duration of the sound in seconds (None: it fills whatever
+                latent window :meth:`denoise` gets).
+
+        Raises:
+            SDSAudioError: empty prompt, or ``seconds`` not positive.
+        """
+        if seconds is not None and not float(seconds) > 0:
+            raise SDSAudioError(f"seconds must be positive, got {seconds}")
+        if negative is not None and not negative.strip():
+            negative = None
+        key = (prompt, negative)
+        if key not in self._cache:
+            cond = self._text_condition(prompt)
+            uncond = self._text_condition(negative) if negative is not None else None
+            self._cache[key] = (cond, uncond)
+        cond, uncond = self._cache[key]
+        tensors = {"cond": cond, "uncond": uncond, "seconds": None if seconds is None else float(seconds)}
+        return Conditioning(prompt=prompt, negative=negative,
+                            seconds=float(seconds) if seconds is not None else self.max_duration_s,
+                            tensors=tensors)
+
+    def flow_conditions(self, cond: Conditioning, n_frames: int) -> tuple[FlowCondition, FlowCondition]:
+        """The conditional and unconditional :class:`FlowCondition` for latents of ``n_frames`` frames."""
+        window_s = n_frames / self.latent_rate
+        if window_s > 1.1 * self.max_duration_s and not self._warned_long:
+            warnings.warn(f"the embedded prior was trained on clips up to {self.max_duration_s:.1f} s; "
+                          f"denoising {window_s:.1f} s of latents may degrade", stacklevel=3)
+            self._warned_long = True
+        requested = cond.tensors.get("seconds")
+        seconds = window_s if requested is None else min(float(requested), window_s)
+        c = cond.tensors["cond"].with_seconds(seconds)
+        u = cond.tensors["uncond"]
+        if u is None:
+            u = FlowCondition.unconditional(1, seconds, c.tokens.shape[-1], self._device).to(dtype=self._dtype)
+        else:
+            u = u.with_seconds(seconds)
+        return c, u
+
+    # ------------------------------------------------------------------- noise
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """The weight of the noise in ``x_t`` (``t`` itself; the signal weight is ``1 - t``)."""
+        return t
+
+    @staticmethod
+    def _bcast(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, device=x.device, dtype=x.dtype).reshape(-1)
+        return t.expand(x.shape[0]).reshape(-1, *([1] * (x.dim() - 1)))
+
+    def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``x_t = t * noise + (1 - t) * x0``."""
+        tb = self._bcast(t, latents)
+        return tb * noise + (1.0 - tb) * latents
+
+    def noise_from_x0(self, noisy: torch.Tensor, x0_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``eps_hat = (x_t - (1 - t) * x0_hat) / t`` (``t`` clamped away from 0)."""
+        tb = self._bcast(t, noisy).clamp_min(1e-4)
+        return (noisy - (1.0 - tb) * x0_hat) / tb
+
+    @torch.no_grad()
+    def velocity(self, noisy: torch.Tensor, t: torch.Tensor, cond: Conditioning, guidance_scale: float = 4.0
+                 ) -> torch.Tensor:
+        """Guided flow velocity ``v = dx/ds`` (``s = 1 - t``) at ``noisy``; one batched forward."""
+        c, u = self.flow_conditions(cond, noisy.shape[-1])
+        s = 1.0 - self._bcast(t, noisy).reshape(-1)
+        return guided_velocity(self.flow, c, u, float(guidance_scale))(noisy.to(self._device, self._dtype), s)
+
+    @torch.no_grad()
+    def denoise(self, noisy: torch.Tensor, t: torch.Tensor, cond: Conditioning, guidance_scale: float = 4.0,
+                steps: int = 1) -> torch.Tensor:
+        """Deterministic ``steps``-step ODE chain from ``t`` (``(B,)``) to 0 with CFG; returns ``x0_hat``.
+
+        With ``steps=1`` and the Euler sampler this is ``x0_hat = x_t + t * v``.
+        """
+        x = noisy.to(self._device, self._dtype)
+        c, u = self.flow_conditions(cond, x.shape[-1])
+        s0 = 1.0 - self._bcast(t, x).reshape(-1).float()
+        grid = time_grid(int(steps), s0, 1.0, self.sway_coef)
+        velocity = guided_velocity(self.flow, c, u, float(guidance_scale))
+        return integrate(velocity, x, grid, self.sampler)
+
+
+def _load_codec_file(path: Path) -> torch.nn.Module:
+    if not path.is_file():
+        raise SDSAudioError(f"the embedded prior's codec weights {path} do not exist: reinstall sds-audio or "
+                            f"{CODEC_HINT}", exit_code=1)
+    from ..codec import load_codec
+
+    try:
+        return load_codec(path)
+    except SDSAudioError as exc:
+        message = str(exc)
+        if "sds-audio train" not in message:
+            message = f"{message} ({path}); {CODEC_HINT}"
+        raise SDSAudioError(message, exit_code=1) from exc
+
+
+def load_embedded_prior(device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                        assets_dir: str | os.PathLike | None = None, text_encoder: Any = None,
+                        **kwargs: Any) -> EmbeddedPrior:
+    """The embedded prior from ``assets_dir`` (default ``sds_audio/assets``): ``codec.safetensors`` + ``flow.safetensors``.
+
+    Args:
+        device, dtype: default CPU, float32 (the shipped float16 weights are upcast).
+        assets_dir: a directory holding both files.
+        text_encoder: a :class:`~sds_audio.text.TextEncoder` to share.
+        **kwargs: ``sampler`` / ``sway_coef`` for :class:`EmbeddedPrior`.
+
+    Raises:
+        SDSAudioError: a file is missing, broken, or the flow model was trained on
+            another codec; the message names the file and the command that trains it.
+    """
+    from ..flow.latents import module_fingerprint
+    from ..flow.weights import flow_metadata, load_flow
+
+    folder = Path(assets_dir) if assets_dir is not None else default_assets_dir()
+    codec = _load_codec_file(folder / CODEC_FILE)
+    flow_path = folder / FLOW_FILE
+    if not flow_path.is_file():
+        raise SDSAudioError(f"the embedded prior's flow weights {flow_path} do not exist: reinstall sds-audio or "
+                            f"{FLOW_HINT}", exit_code=1)
+    flow = load_flow(flow_path)
+    expected = flow_metadata(flow_path).get("codec_sha256")
+    if expected is not None and expected != module_fingerprint(codec):
+        raise SDSAudioError(f"{flow_path} was trained on another codec than {folder / CODEC_FILE}: ship the "
+                            f"codec it was trained with, or {FLOW_HINT}", exit_code=1)
+    return EmbeddedPrior(codec, flow, text_encoder=text_encoder, device=device, dtype=dtype, **kwargs)

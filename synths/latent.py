@@ -1,0 +1,3 @@
+"""placeholder"""
+class LatentSynth:  # replaced below
+    pass

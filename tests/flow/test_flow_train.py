@@ -1,0 +1,109 @@
+"""train_flow on a tiny corpus with a tiny codec: loss goes down, checkpoints, exact resume, caches."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from sds_audio.errors import SDSAudioError
+from sds_audio.flow import load_flow, train_flow
+from sds_audio.flow.latents import load_or_encode
+from sds_audio.flow.train import TextBank, lr_at, sample_batch, step_generator
+
+TINY_MODEL = dict(width=32, depth=2, heads=2, patch_size=2, time_features=16, duration_features=8)
+
+
+def _train(corpus, out, codec, text_encoder, steps, **kw):
+    args = dict(steps=steps, batch_size=8, segment_s=0.5, min_segment_s=0.25, lr=3e-3, seed=0, warmup_steps=2,
+                checkpoint_every=3, model_config=TINY_MODEL, eval_every=10, log_every=1, text_encoder=text_encoder,
+                progress=False)
+    args.update(kw)
+    return train_flow(corpus, out, codec, **args)
+
+
+def test_training_reduces_loss_and_writes_outputs(tmp_path, tiny_corpus_dir, make_codec, text_encoder):
+    codec = make_codec()
+    metrics = _train(tiny_corpus_dir, tmp_path, codec, text_encoder, steps=40)
+    losses = [h["loss"] for h in metrics["history"]]
+    assert len(losses) == 40
+    first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
+    assert last < 0.8 * first, (first, last)
+    for name in ("flow.safetensors", "checkpoint.safetensors", "metrics.json", "latents_train.safetensors",
+                 "latents_heldout.safetensors"):
+        assert (tmp_path / name).is_file(), name
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["steps"] == 40 and saved["train_clips"] == 8 and saved["heldout_clips"] == 2
+    assert saved["heldout_loss"] is not None and saved["heldout_loss"] < 2.5
+    model = load_flow(tmp_path / "flow.safetensors")
+    assert model.config.max_duration_s == 0.5 and model.config.latent_channels == 8
+    assert model.config.latent_rate == pytest.approx(22050 / 128)
+    assert model.latent_std.min() > 0 and not torch.allclose(model.latent_std, torch.ones(8))
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, tiny_corpus_dir, make_codec, text_encoder):
+    codec = make_codec()
+    _train(tiny_corpus_dir, tmp_path / "a", codec, text_encoder, steps=6)
+    _train(tiny_corpus_dir, tmp_path / "b", codec, text_encoder, steps=3)
+    cache = tmp_path / "b" / "latents_train.safetensors"
+    mtime = cache.stat().st_mtime_ns
+    metrics = _train(tiny_corpus_dir, tmp_path / "b", codec, text_encoder, steps=6)
+    assert metrics["resumed_from"] == 3 and metrics["steps_this_run"] == 3
+    assert cache.stat().st_mtime_ns == mtime  # the latent cache was reused
+    a = load_flow(tmp_path / "a" / "flow.safetensors").state_dict()
+    b = load_flow(tmp_path / "b" / "flow.safetensors").state_dict()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    # a checkpoint from other settings is refused
+    with pytest.raises(SDSAudioError, match="another run"):
+        _train(tiny_corpus_dir, tmp_path / "b", codec, text_encoder, steps=8, lr=1e-3)
+    # resume=False starts over
+    metrics = _train(tiny_corpus_dir, tmp_path / "b", codec, text_encoder, steps=2, lr=1e-3, resume=False)
+    assert metrics["resumed_from"] == 0
+
+
+def test_batches_dropout_rate_and_padding(tmp_path, tiny_corpus_dir, make_codec, make_flow, text_encoder):
+    codec = make_codec()
+    latents = load_or_encode(tiny_corpus_dir, codec, "train", 0.5, tmp_path / "lat.safetensors", progress=False)
+    assert latents.latents.shape == (8, 8, 87)  # ceil(0.5 * 22050 / 128) frames
+    # frames past a clip are the codec's latents of silence
+    silence = codec.encode(torch.zeros(1, 1, 11025))[0, :, -1]
+    short = int(torch.argmin(latents.n_frames))
+    assert int(latents.n_frames[short]) < 80
+    torch.testing.assert_close(latents.latents[short, :, -1].float(), silence, atol=2e-3, rtol=1e-2)
+    text = TextBank.build(latents.captions, text_encoder, progress=False)
+    model = make_flow(max_duration_s=0.5, latent_rate=22050 / 128)
+    drops, n = 0, 0
+    for step in range(150):
+        x0, cond = sample_batch(latents, text, model, 32, 40, step_generator(0, step), cond_dropout=0.3)
+        assert x0.shape[0] == 32 and 40 <= x0.shape[-1] <= 87
+        assert x0.shape[-1] % 2 == 0 or x0.shape[-1] == 87  # whole patches, or the whole window
+        assert bool((cond.seconds <= x0.shape[-1] / latents.latent_rate + 1e-6).all())
+        assert bool((cond.seconds > 0).all())
+        drops += int(cond.drop.sum())
+        n += 32
+    rate = drops / n
+    assert abs(rate - 0.3) < 0.03, rate  # 4800 draws: 3 sigma ~ 0.02
+    # the same step always draws the same batch
+    a = sample_batch(latents, text, model, 4, 40, step_generator(0, 7), 0.1)
+    b = sample_batch(latents, text, model, 4, 40, step_generator(0, 7), 0.1)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1].seconds, b[1].seconds)
+
+
+def test_lr_schedule():
+    assert lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
+    assert lr_at(9, 100, 1.0, 10) == pytest.approx(1.0)
+    assert lr_at(10, 100, 1.0, 10) == pytest.approx(1.0)
+    assert lr_at(100, 100, 1.0, 10) == pytest.approx(0.1)
+    assert lr_at(55, 100, 1.0, 10) == pytest.approx(0.55)
+
+
+def test_bad_arguments(tmp_path, tiny_corpus_dir, make_codec, text_encoder):
+    with pytest.raises(SDSAudioError, match="min_segment_s"):
+        _train(tiny_corpus_dir, tmp_path, make_codec(), text_encoder, steps=1, min_segment_s=1.0)
+    with pytest.raises(SDSAudioError, match="may not set"):
+        _train(tiny_corpus_dir, tmp_path, make_codec(), text_encoder, steps=1,
+               model_config={**TINY_MODEL, "latent_channels": 4})
+    with pytest.raises(SDSAudioError, match="manifest"):
+        _train(tmp_path / "nowhere", tmp_path, make_codec(), text_encoder, steps=1)
