@@ -190,7 +190,7 @@ def _build_synth(data: Mapping[str, Any]) -> Synth:
         raise SDSAudioError("expected an integer between 1000 and 384000 Hz", field="sample_rate")
     try:
         return cls(**config, sample_rate=sample_rate, batch_size=1)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, SDSAudioError) as exc:
         raise SDSAudioError(f"invalid synth settings: {exc}", field="config") from exc
 
 

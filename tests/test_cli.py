@@ -1,0 +1,73 @@
+"""The sds-audio command: render, info, and one-line errors with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import soundfile as sf
+
+from sds_audio.cli import main
+
+PRESETS = Path(str(resources.files("sds_audio").joinpath("assets/presets")))
+
+
+def test_bundled_presets_exist():
+    names = sorted(p.name for p in PRESETS.glob("*.json"))
+    assert names == ["fm_bass.json", "fm_bell.json", "fm_kick.json", "impact_metal_clang.json",
+                     "impact_wood_knock.json"]
+
+
+def test_render_writes_24bit_wav(tmp_path, capsys):
+    out = tmp_path / "kick.wav"
+    assert main(["render", str(PRESETS / "fm_kick.json"), "-o", str(out), "--duration-s", "0.3",
+                 "--f0-hz", "60"]) == 0
+    info = sf.info(str(out))
+    assert info.subtype == "PCM_24" and info.samplerate == 44100 and info.channels == 2
+    assert info.frames == round(0.3 * 44100)
+    data, _ = sf.read(str(out))
+    assert 0.05 < abs(data).max() <= 1.0
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_render_refuses_existing_output(tmp_path, capsys):
+    out = tmp_path / "x.wav"
+    out.write_bytes(b"keep me")
+    assert main(["render", str(PRESETS / "fm_bass.json"), "-o", str(out)]) == 2
+    assert out.read_bytes() == b"keep me"
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and err.count("\n") == 1
+
+
+def test_bad_preset_is_one_line_exit_2(tmp_path, capsys):
+    bad = json.loads((PRESETS / "fm_bass.json").read_text())
+    bad["params"]["f0_hz"] = -5
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    out = tmp_path / "o.wav"
+    assert main(["render", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sds-audio: error:") and "params.f0_hz" in err and err.count("\n") == 1
+    assert "Traceback" not in err
+    assert not out.exists() and list(tmp_path.iterdir()) == [path]
+
+
+def test_impact_preset_rejects_pitch(tmp_path, capsys):
+    assert main(["render", str(PRESETS / "impact_wood_knock.json"), "-o", str(tmp_path / "o.wav"),
+                 "--f0-hz", "100"]) == 2
+    assert "pitch" in capsys.readouterr().err
+
+
+def test_info_and_entry_point():
+    result = subprocess.run([sys.executable, "-m", "sds_audio.cli", "info"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("sds-audio ")
+    assert "torch" in result.stdout and "device" in result.stdout
+    missing = subprocess.run([sys.executable, "-m", "sds_audio.cli", "render", "nope.json", "-o", "x.wav"],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "sds-audio: error: preset file nope.json does not exist"
