@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from sds_audio.codec import Codec, CodecConfig, ReconstructionLoss, count_parameters, load_codec
+from sds_audio.codec import Codec, CodecConfig, ReconstructionLoss, load_codec
 
 
 def _time(fn, repeats: int) -> tuple[float, float, float]:
@@ -48,10 +48,10 @@ def main() -> None:
     codec.requires_grad_(False)
     cfg = codec.config
     n_params = sum(p.numel() for p in codec.parameters())
-    print(f"codec: {n_params / 1e6:.3f} M parameters (encoder {count_parameters(codec.encoder.requires_grad_(True)) / 1e6:.3f} M, "
-          f"decoder {count_parameters(codec.decoder.requires_grad_(True)) / 1e6:.3f} M), "
+    n_enc = sum(p.numel() for p in codec.encoder.parameters())
+    n_dec = sum(p.numel() for p in codec.decoder.parameters())
+    print(f"codec: {n_params / 1e6:.3f} M parameters (encoder {n_enc / 1e6:.3f} M, decoder {n_dec / 1e6:.3f} M), "
           f"fp16 size {n_params * 2 / 2**20:.2f} MiB")
-    codec.requires_grad_(False)
     print(f"hop {cfg.hop_length} samples -> {cfg.latent_rate:.2f} latent frames/s x {cfg.latent_channels} channels; "
           f"compression {cfg.compression_factor:.1f}x ({cfg.sample_rate} samples/s -> "
           f"{cfg.latent_rate * cfg.latent_channels:.0f} latent values/s)")

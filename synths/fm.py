@@ -60,6 +60,8 @@ from .base import Synth
 from .params import ParamSpec
 
 MAX_OPERATORS = 8
+# batch x samples per time chunk of the operator chain (keeps its tensors in cache)
+_CHUNK_ELEMENTS = 2 ** 22
 
 
 def _pan_positions(n_operators: int) -> torch.Tensor:
@@ -87,7 +89,7 @@ class FMSynth(Synth):
         ``mod_index`` rad [0, 8] linear ``(N, N)``; ``feedback`` [0, 0.95];
         ``level`` [0, 1]; ``attack_s`` [0.001, 2] log; ``decay_s`` (T60) [0.01, 20] log;
         ``sustain`` [0, 1]; ``pitch_env_semitones`` [0, 48]; ``pitch_decay_s`` (T60)
-        [0.005, 2] log; ``stereo_spread`` [0, 1].
+        [0.005, 2] log; ``stereo_spread`` [0, 1] (stereo only).
     """
 
     synth_type = "fm"
@@ -127,8 +129,9 @@ class FMSynth(Synth):
             ParamSpec("pitch_env_semitones", "semitones", 0.0, 48.0, 0.0, "linear",
                       "start offset of the shared pitch sweep (tracked operators)"),
             ParamSpec("pitch_decay_s", "s", 0.005, 2.0, 0.1, "log", "T60 of the pitch sweep back to f0"),
-            ParamSpec("stereo_spread", "", 0.0, 1.0, 0.5, "linear", "how far operators are panned apart"),
         ]
+        if channels == 2:
+            specs.append(ParamSpec("stereo_spread", "", 0.0, 1.0, 0.5, "linear", "how far operators are panned apart"))
         super().__init__(specs, batch_size=batch_size, sample_rate=sample_rate, channels=channels)
         self.n_operators = n
         self.feedback = feedback
@@ -157,53 +160,80 @@ class FMSynth(Synth):
 
         ``controls`` maps every parameter name to a tensor ``(batch, *shape)`` (as from
         :meth:`controls`); the output dtype is that of the controls.
+
+        The audio-rate work runs over time chunks of about ``2**16`` samples x batch,
+        so the operator chain's tensors stay in cache; with autograd on, each chunk
+        is a :func:`torch.utils.checkpoint.checkpoint` (recomputed in the backward
+        pass), so memory does not grow with the length of the render.
         """
         n_samples = int(n_samples)
         if n_samples < 1:
             raise SDSAudioError(f"n_samples must be >= 1, got {n_samples}")
         sr = self.sample_rate
-        n_ops = self.n_operators
         f0 = controls["f0_hz"]
         dtype, device = f0.dtype, f0.device
-        ratio = controls["ratio"]
-        mod = controls["mod_index"] * self.mod_mask.to(dtype)
-        level = controls["level"]
+        batch = f0.shape[0]
+        fixed = any(self.fixed_frequency)
 
         hop = dsp.control_hop(sr)
         t_ctrl, n_blocks = dsp.control_grid(n_samples, hop, sr, dtype, device)
         semitones = controls["pitch_env_semitones"]
-        sweep = dsp.pitch_multiplier(t_ctrl, semitones, controls["pitch_decay_s"])        # (B, nb+1)
-        warped = dsp.warped_time(sweep, hop, sr)
-        linear = dsp.linear_time(n_blocks, hop, sr, dtype, device) if any(self.fixed_frequency) else None
+        # the sweep is integrated in float64 (block starts) and used in the working dtype inside blocks
+        sweep64 = dsp.pitch_multiplier(t_ctrl.double(), semitones.double(), controls["pitch_decay_s"].double())
+        start_warped = dsp.warped_block_start(sweep64, hop, sr)                          # (B, nb) float64
+        sweep = sweep64.to(dtype)                                                        # (B, nb+1)
+        start_linear = torch.arange(n_blocks, dtype=torch.float64, device=device) * (hop / sr)
 
-        tracked_hz = f0[:, None] * ratio                                                 # (B, N)
+        tracked_hz = f0[:, None] * controls["ratio"]                                     # (B, N)
         peak_hz = tracked_hz * torch.exp2(semitones / 12.0)[:, None]
-        if any(self.fixed_frequency):
-            fixed = torch.tensor(self.fixed_frequency, device=device)
-            peak_hz = torch.where(fixed, controls["fixed_hz"], peak_hz)
-        gain = dsp.nyquist_gain(peak_hz, sr)
-        env_ctrl = dsp.attack_decay_envelope(t_ctrl, controls["attack_s"], controls["decay_s"],
-                                             controls["sustain"]) * gain[..., None]       # (B, N, nb+1)
+        fixed_hz = controls["fixed_hz"] if fixed else None
+        if fixed:
+            peak_hz = torch.where(torch.tensor(self.fixed_frequency, device=device), fixed_hz, peak_hz)
+        env_ctrl = dsp.attack_decay_envelope(t_ctrl, controls["attack_s"], controls["decay_s"], controls["sustain"])
+        env_ctrl = env_ctrl * dsp.nyquist_gain(peak_hz, sr)[..., None]                  # (B, N, nb+1)
+        feedback = controls["feedback"] if self.feedback else None
+        mod = controls["mod_index"] * self.mod_mask.to(dtype)
 
-        outputs: list[torch.Tensor | None] = [None] * n_ops
-        for k in reversed(range(n_ops)):
-            if self.fixed_frequency[k]:
-                phase = dsp.oscillator_phase(controls["fixed_hz"][:, k], *linear)
-            else:
-                phase = dsp.oscillator_phase(tracked_hz[:, k], *warped)
-            for j in range(k + 1, n_ops):
-                phase = torch.addcmul(phase, mod[:, j, k, None], outputs[j])
-            env = dsp.interpolate_control(env_ctrl[:, k], hop)                            # (B, nb*hop)
-            if self.feedback:
-                phase = dsp.kepler_solve(phase, controls["feedback"][:, k, None] * env)
-            outputs[k] = env * torch.sin(phase)
-
-        ops = torch.stack(outputs, dim=1)                                                # (B, N, nb*hop)
-        norm = torch.clamp(level.sum(dim=1, keepdim=True), min=1.0)
-        weight = level / norm                                                            # (B, N)
+        level = controls["level"]
+        weight = level / torch.clamp(level.sum(dim=1, keepdim=True), min=1.0)           # (B, N)
         if self.channels == 2:
             pan = dsp.constant_power_pan(self.pan_positions.to(dtype) * controls["stereo_spread"][:, None])
             mix = (weight[..., None] * pan).transpose(1, 2)                              # (B, 2, N)
         else:
             mix = weight[:, None, :]
-        return torch.bmm(mix, ops)[..., :n_samples]
+
+        blocks_per_chunk = max(1, _CHUNK_ELEMENTS // (batch * hop))
+        use_checkpoint = torch.is_grad_enabled() and n_blocks > blocks_per_chunk
+        chunks = []
+        for b0 in range(0, n_blocks, blocks_per_chunk):
+            b1 = min(n_blocks, b0 + blocks_per_chunk)
+            args = (tracked_hz, fixed_hz, start_warped[:, b0:b1], start_linear[b0:b1], sweep[:, b0:b1 + 1],
+                    env_ctrl[:, :, b0:b1 + 1], feedback, mod, mix)
+            if use_checkpoint:
+                chunks.append(torch.utils.checkpoint.checkpoint(self._render_blocks, *args, use_reentrant=False))
+            else:
+                chunks.append(self._render_blocks(*args))
+        out = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=-1)
+        return out[..., :n_samples]
+
+    def _render_blocks(self, tracked_hz: torch.Tensor, fixed_hz: torch.Tensor | None, start_warped: torch.Tensor,
+                       start_linear: torch.Tensor, sweep: torch.Tensor, env_ctrl: torch.Tensor,
+                       feedback: torch.Tensor | None, mod: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        """Operator chain over a run of control blocks -> ``(B, C, n_blocks * hop)``."""
+        sr = self.sample_rate
+        hop = dsp.control_hop(sr)
+        within_warped = dsp.warped_block_offsets(sweep, hop, sr)                          # (B, nb, hop)
+        within_linear = torch.arange(hop, dtype=sweep.dtype, device=sweep.device) / sr
+        outputs: list[torch.Tensor | None] = [None] * self.n_operators
+        for k in reversed(range(self.n_operators)):
+            if self.fixed_frequency[k]:
+                phase = dsp.oscillator_phase(fixed_hz[:, k], start_linear, within_linear)
+            else:
+                phase = dsp.oscillator_phase(tracked_hz[:, k], start_warped, within_warped)
+            for j in range(k + 1, self.n_operators):
+                phase = torch.addcmul(phase, mod[:, j, k, None], outputs[j])
+            env = dsp.interpolate_control(env_ctrl[:, k], hop)                            # (B, nb*hop)
+            if feedback is not None:
+                phase = dsp.kepler_solve(phase, feedback[:, k, None] * env)
+            outputs[k] = env * torch.sin(phase)
+        return torch.bmm(mix, torch.stack(outputs, dim=1))

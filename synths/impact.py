@@ -103,6 +103,7 @@ class ImpactSynth(Synth):
         self.n_modes = n_modes
         self.n_bands = n_bands
         self.seed = seed
+        self._noise_cache: tuple[tuple, torch.Tensor] | None = None
         self.set_controls(self._default_patch())
 
     def _default_patch(self) -> dict[str, torch.Tensor]:
@@ -130,13 +131,20 @@ class ImpactSynth(Synth):
         return dsp.damped_mode_sum(freq, controls["mode_decay_s"], amp, n_samples, self.sample_rate,
                                    mode_chunk=self.mode_chunk)
 
+    def _noise_spectrogram(self, n_samples: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """STFT of the seeded reverb noise; the last one is cached (it depends only on these arguments)."""
+        key = (n_samples, dtype, str(device))
+        if self._noise_cache is None or self._noise_cache[0] != key:
+            noise = dsp.seeded_noise(self.seed, self.channels, n_samples, dtype, device)
+            self._noise_cache = (key, dsp.noise_spectrogram(noise, self.sample_rate))
+        return self._noise_cache[1]
+
     def reverb_impulse(self, controls: Mapping[str, torch.Tensor], n_samples: int) -> torch.Tensor:
         """The noise-band reverb impulse response ``(batch, channels, n_samples)`` (no dry path)."""
         amp = controls["band_amp"]
         centre = controls["band_center_hz"]
-        noise = dsp.seeded_noise(self.seed, self.channels, n_samples, amp.dtype, amp.device)
         amp = amp * dsp.nyquist_gain(centre, self.sample_rate)
-        return dsp.noise_band_impulse(noise, centre, controls["band_width_oct"], controls["band_decay_s"], amp,
+        return dsp.noise_band_impulse(self._noise_spectrogram(n_samples, amp.dtype, amp.device), centre, controls["band_width_oct"], controls["band_decay_s"], amp,
                                       n_samples, self.sample_rate)
 
     def render(self, controls: Mapping[str, torch.Tensor], n_samples: int) -> torch.Tensor:

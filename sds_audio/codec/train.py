@@ -176,8 +176,8 @@ def evaluate_codec(codec: Codec, corpus_dir: str | os.PathLike, *, split: str = 
             "latent_channel_std": [round(v, 5) for v in z_all.std(0).tolist()]}
 
 
-def train_codec(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps: int = 8000,
-                batch_size: int = 8, segment_s: float = 1.0, lr: float = 5e-4, seed: int = 0, resume: bool = True,
+def train_codec(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps: int = 7000,
+                batch_size: int = 8, segment_s: float = 1.0, lr: float = 1e-3, seed: int = 0, resume: bool = True,
                 adversarial: bool = False, adversarial_start_step: int | None = None,
                 checkpoint_every: int = 500, device: str | torch.device | None = None, progress: bool = True,
                 config: CodecConfig | None = None, kl_weight: float = 1e-4, commitment_weight: float = 1.0,

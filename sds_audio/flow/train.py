@@ -34,6 +34,7 @@ the metadata), ``metrics.json``, ``checkpoint.safetensors``, the latent caches.
 
 from __future__ import annotations
 
+import collections
 import copy
 import hashlib
 import json
@@ -309,10 +310,23 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
     if resume and ckpt_path.is_file():
         start, history = load_checkpoint(ckpt_path, model, ema, optimizer, fingerprint)
 
+    def metrics_at(done: int) -> dict[str, Any]:
+        elapsed = time.perf_counter() - t0
+        ran = done - start
+        return {"steps": done, "target_steps": steps, "complete": done >= steps, "resumed_from": start,
+                "steps_this_run": ran, "elapsed_s": elapsed,
+                "steps_per_s": ran / elapsed if ran > 0 and elapsed > 0 else None,
+                "final_loss": sum(recent) / len(recent) if recent else None, "heldout_loss": val_loss,
+                "n_params": model.n_params, "train_clips": len(train_set),
+                "heldout_clips": len(heldout_set) if heldout_set is not None else 0,
+                "latent_frames_per_window": train_set.window_frames, "config": config.to_dict(), "run": run,
+                "history": history}
+
     min_frames = max(1, math.ceil(min_segment_s * train_set.latent_rate))
     model.train()
     t0 = time.perf_counter()
     window_losses: list[float] = []
+    recent: collections.deque[float] = collections.deque(maxlen=100)  # for final_loss: mean of the last 100 steps
     val_loss = None
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="train flow", disable=not progress)
     for step in bar:
@@ -332,6 +346,7 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
         optimizer.step()
         update_ema(ema, model, min(ema_decay, (1 + step) / (10 + step)))
         window_losses.append(float(loss.detach()))
+        recent.append(window_losses[-1])
         done = step + 1
         if eval_every and heldout_set is not None and (done % eval_every == 0 or done == steps):
             val_loss = heldout_loss(ema, heldout_set, text, seed)
@@ -345,17 +360,10 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
             bar.set_postfix(loss=f"{entry['loss']:.4f}", **({"val": f"{val_loss:.4f}"} if val_loss is not None else {}))
         if done % checkpoint_every == 0 or done == steps:
             save_checkpoint(ckpt_path, model, ema, optimizer, done, fingerprint, history)
+            if done < steps:  # progress for whoever watches a long run
+                write_json_atomic(out / METRICS_NAME, metrics_at(done))
     bar.close()
-    elapsed = time.perf_counter() - t0
-    ran = max(0, steps - start)
-
-    metrics = {"steps": steps, "resumed_from": start, "steps_this_run": ran, "elapsed_s": elapsed,
-               "steps_per_s": ran / elapsed if ran and elapsed > 0 else None,
-               "final_loss": history[-1]["loss"] if history else None,
-               "heldout_loss": val_loss, "n_params": model.n_params, "train_clips": len(train_set),
-               "heldout_clips": len(heldout_set) if heldout_set is not None else 0,
-               "latent_frames_per_window": train_set.window_frames, "config": config.to_dict(), "run": run,
-               "history": history}
+    metrics = metrics_at(steps)
     save_flow(ema, out / FLOW_NAME, extra_metadata={
         "codec_sha256": module_fingerprint(codec),
         "training": json.dumps({k: metrics[k] for k in ("steps", "final_loss", "heldout_loss", "train_clips")}

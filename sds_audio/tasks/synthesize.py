@@ -1,0 +1,241 @@
+"""Prompt -> synth parameters: the Audio-SDS optimisation loop.
+
+``synthesize`` runs Adam on a synth's unconstrained parameters with the SDS
+objective (:mod:`sds_audio.sds`). The synth's batch dimension holds several
+random restarts optimised together; at the end the restart with the best
+judge score (or, without a judge, the lowest recent SDS loss) is kept.
+
+One step::
+
+    audio  = synth(n_samples)                       # (restarts, C, T)
+    result = sds(audio, synth.sample_rate, progress=step / steps)
+    result.loss.backward(); adam.step()
+
+A run is seeded (restart initialisation and the objective's ``t`` / noise draws
+come from explicit generators), shows a progress bar with the running loss,
+checkpoints every ``checkpoint_every`` steps (and on Ctrl-C) into
+``checkpoint_dir``, and resumes from there bit-for-bit on the same machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_path
+from ..errors import SDSAudioError
+from ..priors.base import Prior
+from ..sds import SDSConfig, SDSObjective
+from ..synths import Synth
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Options of a prompt-to-preset run.
+
+    Attributes:
+        steps: Adam updates.
+        lr: Adam learning rate on the unconstrained parameters.
+        restarts: random initialisations optimised together (the synth's batch).
+        duration_s: length of the rendered sound.
+        judge_every: score restarts with the judge every this many steps (0 = never).
+        checkpoint_every: write a checkpoint every this many steps (0 = only on Ctrl-C).
+        seed: seeds the restarts' initialisation and the SDS draws.
+        sds: the objective's options (its own ``seed`` is replaced by ``seed``).
+    """
+
+    steps: int = 150
+    lr: float = 0.05
+    restarts: int = 4
+    duration_s: float = 1.5
+    judge_every: int = 25
+    checkpoint_every: int = 50
+    seed: int = 0
+    sds: SDSConfig = field(default_factory=lambda: SDSConfig(denoise_steps=4, guidance_scale=5.0))
+
+    def __post_init__(self) -> None:
+        if int(self.steps) != self.steps or self.steps < 1:
+            raise SDSAudioError("steps must be an integer >= 1", field="steps")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise SDSAudioError("lr must be a positive number", field="lr")
+        if int(self.restarts) != self.restarts or self.restarts < 1:
+            raise SDSAudioError("restarts must be an integer >= 1", field="restarts")
+        if not (math.isfinite(self.duration_s) and self.duration_s > 0):
+            raise SDSAudioError("duration_s must be a positive number of seconds", field="duration_s")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SynthesisResult:
+    """What a run returns.
+
+    Attributes:
+        synth: the synth holding every restart (batch = restarts).
+        best_index: the restart that was kept.
+        audio: ``(1, C, T)`` render of the kept restart at ``synth.sample_rate``.
+        initial_audio: ``(1, C, T)`` render of the same restart before optimisation.
+        history: per step: ``loss`` (list per restart), ``t`` (mean), and every
+            ``judge_every`` steps ``judge`` (list per restart).
+        judge_initial / judge_final: judge scores per restart (empty without a judge).
+        seconds: wall time of the optimisation.
+    """
+
+    synth: Synth
+    best_index: int
+    audio: torch.Tensor
+    initial_audio: torch.Tensor
+    history: list[dict[str, Any]]
+    judge_initial: list[float]
+    judge_final: list[float]
+    seconds: float
+
+    @property
+    def best_synth(self) -> Synth:
+        return self.synth.select(self.best_index)
+
+
+def _score(judge: Callable[[torch.Tensor, int, str], torch.Tensor] | None, audio: torch.Tensor,
+           sample_rate: int, prompt: str) -> list[float]:
+    if judge is None:
+        return []
+    with torch.no_grad():
+        return [float(s) for s in judge(audio.detach(), sample_rate, prompt)]
+
+
+def _save_checkpoint(path: Path, synth: Synth, optimizer: torch.optim.Optimizer, step: int,
+                     history: list[dict[str, Any]], judge_initial: list[float], objective: SDSObjective,
+                     initial_raw: dict[str, torch.Tensor]) -> None:
+    state = {
+        "step": step,
+        "raw": {k: v.detach().cpu() for k, v in synth.raw.items()},
+        "initial_raw": initial_raw,
+        "optimizer": optimizer.state_dict(),
+        "generator": objective.generator.get_state(),
+        "history_json": json.dumps(history),
+        "judge_initial": judge_initial,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user-facing error
+        raise SDSAudioError(f"cannot resume from {path}: the checkpoint is unreadable ({exc})") from exc
+
+
+def synthesize(synth: Synth, prompt: str, prior: Prior, config: SynthesisConfig | None = None, *,
+               judge: Callable[[torch.Tensor, int, str], torch.Tensor] | None = None,
+               checkpoint_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+               on_step: Callable[[int, dict[str, Any]], None] | None = None) -> SynthesisResult:
+    """Find synth parameters whose sound matches ``prompt`` under ``prior``.
+
+    Args:
+        synth: any :class:`~sds_audio.synths.Synth`; its batch is reset to ``config.restarts``
+            fresh random initialisations (unless resuming).
+        prompt: the text the sound should match.
+        prior: the frozen text-to-audio prior.
+        config: run options (default :class:`SynthesisConfig`).
+        judge: ``judge(audio (B, C, T), sample_rate, prompt) -> (B,)`` scores, higher is
+            better (e.g. :func:`sds_audio.judge.judge_score`); picks the kept restart.
+        checkpoint_dir: where ``checkpoint.pt`` goes (periodically and on Ctrl-C).
+        resume: continue from ``checkpoint_dir/checkpoint.pt``.
+        progress: show a progress bar.
+        on_step: called after every step with ``(step, history_entry)``.
+    """
+    config = config or SynthesisConfig()
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise SDSAudioError("the prompt is empty; describe the sound, e.g. \"kick drum, bass, reverb\"")
+    if config.duration_s > prior.max_duration_s:
+        raise SDSAudioError(f"duration {config.duration_s:g} s is longer than the prior's maximum "
+                            f"{prior.max_duration_s:g} s; pass a shorter --duration-s")
+    if synth.batch_size != config.restarts:
+        synth = type(synth)(**synth.config(), batch_size=config.restarts)
+    synth = synth.to(prior.device)
+    sds_config = dataclasses.replace(config.sds, seed=config.seed)
+    objective = SDSObjective(prior, prompt, sds_config, seconds=config.duration_s)
+    n_samples = synth.n_samples(config.duration_s)
+    optimizer = torch.optim.Adam(synth.unconstrained_parameters(), lr=config.lr)
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+
+    start, history, judge_initial = 0, [], []
+    if resume:
+        if ckpt_path is None or not ckpt_path.is_file():
+            raise SDSAudioError(f"nothing to resume: {ckpt_path or 'no checkpoint directory given'} does not exist")
+        state = _load_checkpoint(ckpt_path)
+        with torch.no_grad():
+            for name, value in state["raw"].items():
+                if name not in synth.raw or synth.raw[name].shape != value.shape:
+                    raise SDSAudioError(f"cannot resume from {ckpt_path}: it was made with another synth or "
+                                        f"restart count (parameter {name!r})")
+                synth.raw[name].copy_(value)
+        optimizer.load_state_dict(state["optimizer"])
+        objective.generator.set_state(state["generator"])
+        start, history = int(state["step"]), json.loads(state["history_json"])
+        judge_initial = list(state["judge_initial"])
+        initial_raw = state["initial_raw"]
+    else:
+        synth.randomize_(torch.Generator().manual_seed(config.seed))
+        initial_raw = {k: v.detach().cpu().clone() for k, v in synth.raw.items()}
+        with torch.no_grad():
+            judge_initial = _score(judge, synth(n_samples), synth.sample_rate, prompt)
+
+    t0 = time.perf_counter()
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
+               desc="sds", unit="step", dynamic_ncols=True)
+    step = start
+    try:
+        for step in bar:
+            audio = synth(n_samples)
+            result = objective(audio, synth.sample_rate, progress=step / max(1, config.steps - 1))
+            optimizer.zero_grad(set_to_none=True)
+            result.loss.backward()
+            optimizer.step()
+            entry: dict[str, Any] = {"step": step, "loss": result.item_loss.tolist(),
+                                     "t": float(result.t.mean())}
+            if judge is not None and config.judge_every and (step + 1) % config.judge_every == 0:
+                entry["judge"] = _score(judge, audio, synth.sample_rate, prompt)
+            history.append(entry)
+            bar.set_postfix(loss=f"{float(result.item_loss.mean()):.4f}", t=f"{entry['t']:.2f}")
+            if on_step is not None:
+                on_step(step, entry)
+            if ckpt_path is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
+                _save_checkpoint(ckpt_path, synth, optimizer, step + 1, history, judge_initial, objective,
+                                 initial_raw)
+    except KeyboardInterrupt:
+        if ckpt_path is not None:
+            done = history[-1]["step"] + 1 if history else start
+            _save_checkpoint(ckpt_path, synth, optimizer, done, history, judge_initial, objective, initial_raw)
+        raise
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+
+    with torch.no_grad():
+        final = synth(n_samples)
+        judge_final = _score(judge, final, synth.sample_rate, prompt)
+        if judge_final:
+            best = int(torch.tensor(judge_final).argmax())
+        else:  # lowest SDS loss averaged over the last 10 % of steps
+            tail = [h["loss"] for h in history[-max(1, len(history) // 10):]]
+            best = int(torch.tensor(tail).mean(0).argmin())
+        initial = type(synth)(**synth.config(), batch_size=config.restarts).to(prior.device)
+        for name, value in initial_raw.items():
+            initial.raw[name].copy_(value)
+        initial_audio = initial(n_samples)[best:best + 1]
+    return SynthesisResult(synth=synth, best_index=best, audio=final[best:best + 1].detach(),
+                           initial_audio=initial_audio.detach(), history=history, judge_initial=judge_initial,
+                           judge_final=judge_final, seconds=seconds)
