@@ -3,9 +3,12 @@
     python benchmarks/flow_speed.py [--threads 2] [--repeats 30]
 
 Rows: DiT forward on a CFG batch (2 x a 1.5 s clip) for a few widths / depths /
-patch sizes (the default FlowConfig is 256 / 6 / 4 heads / patch 2), then the embedded prior's encode + 4-step guided denoise + decode
-of a 1.5 s clip with randomly initialised default-size codec and flow model
-(speed does not depend on the weights' values).
+patch sizes (the default FlowConfig is width 256, depth 6, 4 heads, patch 2),
+then the embedded prior's encode + 4-step guided denoise + decode of a 1.5 s
+clip with randomly initialised default-size codec and flow model (speed does
+not depend on the weights' values). The "cpu ms" column is process CPU time:
+on a machine shared with other jobs, run with --threads 1 and read it as the
+cost on one idle core.
 """
 
 from __future__ import annotations

@@ -66,6 +66,8 @@ class TextEncoder:
     """
 
     dim = TEXT_DIM
+    #: prompts run through MiniLM at once (bounds memory for long lists)
+    chunk_size = 128
 
     def __init__(self, max_tokens: int = 64, device: torch.device | str | None = None,
                  model_dir: str | Path | None = None):
@@ -142,8 +144,8 @@ class TextEncoder:
         if not prompts:
             raise SDSAudioError("no prompt given")
         new = list(dict.fromkeys(p for p in prompts if p not in self._cache))
-        if new:
-            self._encode_new(new)
+        for start in range(0, len(new), self.chunk_size):
+            self._encode_new(new[start:start + self.chunk_size])
         items = [self._cache[p] for p in prompts]
         n_max = max(tok.shape[0] for tok, _ in items)
         tokens = torch.zeros(len(items), n_max, TEXT_DIM, device=self.device)

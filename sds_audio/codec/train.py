@@ -144,8 +144,12 @@ def evaluate_codec(codec: Codec, corpus_dir: str | os.PathLike, *, split: str = 
     """Reconstruction metrics on whole clips of ``split`` (the first ``max_clips``) and latent statistics.
 
     Returns ``{"split", "n_clips", "stft", "mel", "snr_db", "latent_mean", "latent_std",
-    "latent_channel_std": [...]}``; ``snr_db`` is the waveform SNR of the
-    reconstruction (low for phase-free codecs; the spectral numbers matter more).
+    "posterior_std_mean", "latent_channel_mean": [...], "latent_channel_std": [...]}``
+    (``stft`` / ``mel``: the training reconstruction terms; ``snr_db``: the
+    waveform SNR, low for codecs trained on magnitudes only; latent statistics
+    of the posterior means over all frames; ``posterior_std_mean``: the mean
+    posterior std, VAE only: compare it with ``latent_std`` to see how smooth
+    the latent space is).
     """
     try:
         dataset = CorpusDataset(corpus_dir, split=split, segment_s=None, sample_rate=codec.sample_rate)
@@ -157,10 +161,12 @@ def evaluate_codec(codec: Codec, corpus_dir: str | os.PathLike, *, split: str = 
     rec_loss = rec_loss if rec_loss is not None else ReconstructionLoss(codec.sample_rate).to(device)
     was_training = codec.training
     codec.eval()
-    stft, mel, snr, latents = [], [], [], []
+    stft, mel, snr, latents, post_std = [], [], [], [], []
     for i in range(min(max_clips, len(dataset))):
         audio = torch.from_numpy(dataset.load(i)).view(1, 1, -1).to(device)
-        z = codec.encode(audio)
+        z, std = codec.posterior(audio)
+        if std is not None:
+            post_std.append(std.mean().item())
         recon = codec.decode(codec.quantize(z)[0] if codec.quantizer is not None else z)[..., :audio.shape[-1]]
         losses = rec_loss(recon, audio)
         stft.append(losses["stft"].item())
@@ -172,6 +178,7 @@ def evaluate_codec(codec: Codec, corpus_dir: str | os.PathLike, *, split: str = 
     z_all = torch.cat(latents)
     return {"split": split, "n_clips": len(stft), "stft": float(np.mean(stft)), "mel": float(np.mean(mel)),
             "snr_db": float(np.mean(snr)), "latent_mean": z_all.mean().item(), "latent_std": z_all.std().item(),
+            "posterior_std_mean": float(np.mean(post_std)) if post_std else None,
             "latent_channel_mean": [round(v, 5) for v in z_all.mean(0).tolist()],
             "latent_channel_std": [round(v, 5) for v in z_all.std(0).tolist()]}
 

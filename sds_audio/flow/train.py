@@ -48,6 +48,7 @@ from typing import Any, Mapping
 import torch
 
 from ..atomic import atomic_path, write_json_atomic
+from ..corpus.dataset import read_manifest
 from ..errors import SDSAudioError
 from .condition import FlowCondition
 from .config import FlowConfig
@@ -282,11 +283,10 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
     codec = _load_codec(codec_path)
     config = build_config(codec, segment_s, cond_dropout, time_sampling, model_config)
     train_set = load_or_encode(corpus_dir, codec, "train", segment_s, out / "latents_train.safetensors", progress)
-    try:
+    heldout_set = None
+    if any(r["split"] == "heldout" for r in read_manifest(corpus_dir)):
         heldout_set = load_or_encode(corpus_dir, codec, "heldout", segment_s, out / "latents_heldout.safetensors",
                                      progress)
-    except SDSAudioError:
-        heldout_set = None  # no held-out split in this corpus
     encoder = text_encoder if text_encoder is not None else TextEncoder()
     text = TextBank.build(train_set.captions + (heldout_set.captions if heldout_set is not None else []), encoder,
                           progress=progress)
@@ -357,7 +357,10 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
                 entry["heldout_loss"] = val_loss
             history.append(entry)
             window_losses = []
-            bar.set_postfix(loss=f"{entry['loss']:.4f}", **({"val": f"{val_loss:.4f}"} if val_loss is not None else {}))
+            shown = {"loss": f"{entry['loss']:.4f}"}
+            if val_loss is not None:
+                shown["val"] = f"{val_loss:.4f}"
+            bar.set_postfix(shown)
         if done % checkpoint_every == 0 or done == steps:
             save_checkpoint(ckpt_path, model, ema, optimizer, done, fingerprint, history)
             if done < steps:  # progress for whoever watches a long run

@@ -230,7 +230,9 @@ def _load_codec_file(path: Path) -> torch.nn.Module:
 def load_embedded_prior(device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                         assets_dir: str | os.PathLike | None = None, text_encoder: Any = None,
                         **kwargs: Any) -> EmbeddedPrior:
-    """The embedded prior from ``assets_dir`` (default ``sds_audio/assets``): ``codec.safetensors`` + ``flow.safetensors``.
+    """The embedded prior from ``assets_dir/codec.safetensors`` and ``assets_dir/flow.safetensors``.
+
+    ``assets_dir`` defaults to ``sds_audio/assets`` inside the package.
 
     Args:
         device, dtype: default CPU, float32 (the shipped float16 weights are upcast).
