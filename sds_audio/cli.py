@@ -61,6 +61,72 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_corpus_build(args: argparse.Namespace) -> int:
+    from .corpus.build import build_corpus
+
+    summary = build_corpus(args.out_dir, seed=args.seed, small=args.small, n_per_concept=args.n_per_concept,
+                           workers=args.workers, overwrite=args.overwrite, progress=not args.quiet)
+    print(summary.table())
+    print(f"wrote {summary.n_clips} clips of {summary.n_concepts} concepts "
+          f"({summary.total_audio_s / 3600:.2f} h of audio) to {summary.out_dir} in {summary.seconds:.0f} s")
+    return 0
+
+
+def _cmd_codec_roundtrip(args: argparse.Namespace) -> int:
+    from .codec.roundtrip import roundtrip
+
+    out = Path(args.output)
+    _refuse_existing(out, args.overwrite)
+    result = roundtrip(args.input, out, weights=args.weights)
+    print(f"wrote {result.out_path}: latents {tuple(result.latent_shape)}, "
+          f"spectral distance {result.spectral_distance:.3f}, SNR {result.snr_db:.1f} dB")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .audio_io import save_audio
+    from .flow.generate import generate
+
+    out = Path(args.output)
+    _refuse_existing(out, args.overwrite)
+    audio = generate(args.prompt, seconds=args.seconds, steps=args.steps, cfg=args.cfg, seed=args.seed,
+                     negative=args.negative, method=args.sampler, sway_coef=args.sway or None,
+                     assets_dir=args.assets, device=args.device)
+    save_audio(out, audio.clamp(-1, 1), 22050)
+    print(f"wrote {out}: {audio.shape[-1] / 22050:.2f} s at 22050 Hz")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    common = dict(steps=args.steps, seed=args.seed, resume=not args.no_resume)
+    common = {k: v for k, v in common.items() if v is not None}
+    if args.batch_size is not None:
+        common["batch_size"] = args.batch_size
+    if args.lr is not None:
+        common["lr"] = args.lr
+    if args.model == "codec":
+        from .codec.train import train_codec
+
+        metrics = train_codec(args.corpus, args.out, adversarial=args.adversarial, fp16=True, **common)
+    elif args.model == "flow":
+        from .flow.train import train_flow
+
+        if not args.codec:
+            raise SDSAudioError("train flow needs --codec PATH (the codec .safetensors the prior will ship with)")
+        metrics = train_flow(args.corpus, args.out, args.codec, **common)
+    else:
+        from .judge import train_judge
+
+        metrics = train_judge(args.corpus, args.out, **common)
+    summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+    print(f"trained {args.model} into {args.out}: " + ", ".join(f"{k}={v}" for k, v in list(summary.items())[:8]))
+    return 0
+
+
 def _refuse_existing(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise SDSAudioError(f"{path} exists; pass --overwrite to replace it")
@@ -80,6 +146,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--f0-hz", type=float, default=None, help="play an FM preset at this pitch")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_render)
+
+    p = sub.add_parser("corpus", help="captioned training corpus")
+    corpus_sub = p.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
+    q = corpus_sub.add_parser("build", help="render the captioned corpus (fluidsynth + procedural sounds)")
+    q.add_argument("out_dir", help="output directory (must not hold a corpus unless --overwrite)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--small", action="store_true", help="a few clips per concept (for trying things out)")
+    q.add_argument("--n-per-concept", type=int, default=None, help="clips per concept (default 60)")
+    q.add_argument("--workers", type=int, default=2, help="worker processes (at most 2)")
+    q.add_argument("--overwrite", action="store_true")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=_cmd_corpus_build)
+
+    p = sub.add_parser("codec", help="the neural audio codec")
+    codec_sub = p.add_subparsers(dest="codec_command", required=True, metavar="ACTION")
+    q = codec_sub.add_parser("roundtrip", help="encode and decode a file through the codec")
+    q.add_argument("input", help="input audio file (any rate / channels; resampled to the codec's)")
+    q.add_argument("-o", "--output", required=True, help="output WAV")
+    q.add_argument("--weights", default=None, help="codec .safetensors (default: the shipped one)")
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=_cmd_codec_roundtrip)
+
+    p = sub.add_parser("generate", help="text to audio with the embedded flow-matching prior")
+    p.add_argument("prompt")
+    p.add_argument("-o", "--output", required=True, help="output WAV (22050 Hz mono)")
+    p.add_argument("--seconds", type=float, default=None, help="duration (default: the model's window)")
+    p.add_argument("--steps", type=int, default=32, help="sampler steps")
+    p.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--negative", default=None, help="negative prompt")
+    p.add_argument("--sampler", choices=("euler", "midpoint"), default="euler")
+    p.add_argument("--sway", type=float, default=-1.0, help="sway sampling coefficient (0 = off)")
+    p.add_argument("--assets", default=None, help="directory with codec/flow .safetensors (default: shipped)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("train", help="train the embedded codec, flow prior or judge on a corpus")
+    p.add_argument("model", choices=("codec", "flow", "judge"))
+    p.add_argument("--corpus", required=True, help="corpus directory (sds-audio corpus build)")
+    p.add_argument("--out", required=True, help="run directory: checkpoints, final weights, metrics.json")
+    p.add_argument("--codec", default=None, help="(flow) the frozen codec .safetensors")
+    p.add_argument("--steps", type=int, default=None, help="total optimiser steps (default: the model's recipe)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    p.add_argument("--adversarial", action="store_true", help="(codec) add the STFT discriminator")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("info", help="version, torch, device and which priors are available")
     p.set_defaults(func=_cmd_info)

@@ -14,8 +14,9 @@ Model
   -> per-band batch norm -> four 3x3 conv blocks with stride 2 (conv, batch
   norm, ReLU; 32-64-128-256 channels) -> mean over frequency -> mean + max
   over time -> MLP -> ``embed_dim``. Strided convolutions instead of
-  conv + pooling keep a training step cheap enough for a CPU. Clips shorter than ``segment_s`` are zero-padded to it (as in
-  training); longer clips are pooled over their whole length.
+  conv + pooling keep a training step cheap enough for a CPU. Clips shorter
+  than ``segment_s`` are zero-padded to it (as in training); longer clips are
+  pooled over their whole length.
 - Text: the frozen all-MiniLM-L6-v2 pooled sentence embedding
   (:class:`sds_audio.text.TextEncoder`, 384-d) -> LayerNorm -> MLP -> ``embed_dim``.
 - Both sides are L2-normalised; ``logit_scale = log(1 / temperature)`` is
@@ -52,6 +53,11 @@ expectation for noise:
 - time shift: half the crops start at the clip's onset shifted by up to
   +-0.1 s (leading silence or a clipped attack), the other half anywhere in
   the clip.
+
+A training step costs about 0.2 CPU-seconds (batch 64, one thread, bf16
+autocast on a CPU with AMX; about 0.4 s in fp32), so the whole judge trains
+in about an hour on a laptop-class CPU. The held-out zero-shot accuracy is
+written to ``metrics.json``.
 
 Captions are replaced by the concept's canonical prompt with probability
 ``prompt_prob`` (0.2), so the canonical prompt (what benchmarks ask) is seen;
@@ -286,11 +292,11 @@ class JudgeModel(nn.Module):
 
     def encode_features(self, logmel: torch.Tensor) -> torch.Tensor:
         """Log-mel ``(B, n_mels, frames)`` -> L2-normalised audio embeddings ``(B, embed_dim)``."""
-        return F.normalize(self.audio_encoder(logmel), dim=-1)
+        return F.normalize(self.audio_encoder(logmel).float(), dim=-1)
 
     def project_text(self, pooled: torch.Tensor) -> torch.Tensor:
         """Frozen sentence embeddings ``(N, text_dim)`` -> L2-normalised text embeddings ``(N, embed_dim)``."""
-        return F.normalize(self.text_projection(pooled.to(self.logit_scale.device)), dim=-1)
+        return F.normalize(self.text_projection(pooled.to(self.logit_scale.device)).float(), dim=-1)
 
     # -- public API
     def embed_audio(self, audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
@@ -339,6 +345,7 @@ def save_judge(judge: JudgeModel, path: str | os.PathLike, dtype: torch.dtype = 
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; weights are meant to be shared / shipped
     return path
 
 
@@ -798,7 +805,7 @@ def train_judge(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
                 batch_size: int = 64, segment_s: float = 2.0, lr: float = 1e-3, weight_decay: float = 1e-2,
                 warmup_steps: int = 200, seed: int = 0, resume: bool = True, checkpoint_every: int = 250,
                 eval_every: int = 500, prompt_prob: float = 0.2, config: JudgeConfig | None = None,
-                num_threads: int | None = None, progress: bool = True,
+                precision: str = "fp32", num_threads: int | None = None, progress: bool = True,
                 on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Train the judge on a corpus; write ``judge.safetensors`` and ``metrics.json`` into ``out_dir``.
 
@@ -817,7 +824,12 @@ def train_judge(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
         eval_every: held-out zero-shot accuracy every this many steps (0: only at the end).
         prompt_prob: probability of training on the canonical prompt instead of the caption.
         config: architecture (``segment_s`` overrides its ``segment_s``).
+        precision: ``"fp32"``, or ``"bf16"``: training forward passes under
+            CPU bfloat16 autocast (about 2x faster on CPUs with AMX / AVX512-BF16,
+            slower on CPUs without). Evaluation and the saved weights are fp32 / fp16.
         num_threads: ``torch.set_num_threads`` for the run (None: leave as is).
+            On a machine shared with other jobs use 1: several intra-op threads
+            on oversubscribed cores spend most of their time waiting.
         progress: show tqdm bars.
         on_step: called as ``on_step(step, {"loss": ..., "lr": ...})`` after every step.
 
@@ -828,6 +840,8 @@ def train_judge(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
 
     if steps < 1 or batch_size < 2:
         raise SDSAudioError(f"steps must be >= 1 and batch_size >= 2, got {steps} and {batch_size}")
+    if precision not in ("fp32", "bf16"):
+        raise SDSAudioError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     if num_threads:
         torch.set_num_threads(int(num_threads))
     root = Path(corpus_dir)
@@ -846,6 +860,7 @@ def train_judge(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
     by_concept = [train_clips[feats.concept_index[train_clips] == c] for c in range(len(feats.concepts))]
     by_concept_nonempty = [c for c in by_concept if c.numel() > 0]
     train_args = {"batch_size": batch_size, "segment_s": float(segment_s), "seed": seed, "lr": lr,
+                  "precision": precision,
                   "weight_decay": weight_decay, "warmup_steps": warmup_steps, "steps": steps,
                   "prompt_prob": prompt_prob, "corpus_fingerprint": _corpus_fingerprint(root, cfg)}
 
@@ -865,6 +880,7 @@ def train_judge(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
     n_frames = cfg.segment_frames
     prompt_of_concept = torch.tensor(feats.prompt_index)
     judge.train()
+    judge.audio_encoder.to(memory_format=torch.channels_last)  # faster CPU convolutions (oneDNN)
     bar = tqdm(total=steps, initial=step, desc="judge", disable=not progress, dynamic_ncols=True)
     loss_avg = None
     try:
@@ -877,8 +893,9 @@ def train_judge(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
             logmel = _make_batch(feats, clips, n_frames, g, aug, noise_bank, hop_s)
             for grp in opt.param_groups:
                 grp["lr"] = _lr_at(step, steps, lr, warmup_steps)
-            a = judge.encode_features(logmel)
-            t = judge.project_text(feats.text_pooled[text_ids])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                a = judge.encode_features(logmel)
+                t = judge.project_text(feats.text_pooled[text_ids])
             loss = _contrastive_loss(a, t, concept, judge.scale)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -897,8 +914,9 @@ def train_judge(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
                                 "heldout_paraphrase_top1": res["paraphrase_top1"],
                                 "temperature": round(judge.temperature, 4),
                                 "elapsed_s": round(time.time() - started, 1)})
-                bar.write(f"judge step {step}: loss {loss_avg:.3f}, held-out top-1 {res['top1']}, "
-                          f"paraphrase top-1 {res['paraphrase_top1']}")
+                if progress:
+                    bar.write(f"judge step {step}: loss {loss_avg:.3f}, held-out top-1 {res['top1']}, "
+                              f"paraphrase top-1 {res['paraphrase_top1']}")
             if step % checkpoint_every == 0 or step == steps:
                 _save_checkpoint(ckpt, judge, opt, step, g, history, train_args)
     finally:
@@ -920,4 +938,5 @@ def train_judge(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
         "seconds_this_run": round(time.time() - started, 1),
     }
     write_json_atomic(out / METRICS_NAME, metrics)
+    os.chmod(out / METRICS_NAME, 0o644)
     return metrics
