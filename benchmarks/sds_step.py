@@ -16,6 +16,8 @@ For each clip duration and number of denoising steps ``k`` it prints medians of:
   same components with ``num_inference_steps=k`` (prompt encoding, ``k`` guided
   DiT evaluations, decode; the DiT's ``sample_size`` is set to the clip's latent
   length so both sides process the same number of frames),
+  with its own split (prompt encoding, DiT evaluations, decode; the rest of
+  ``pipeline`` is the scheduler and latent preparation),
 * their ratio (goal: SDS <= 1.3 x generation) and the peak memory (CUDA: peak
   allocated per row; CPU: the process's peak resident set so far).
 
@@ -54,20 +56,34 @@ def build_tokenizer(max_tokens: int = 128):
                                    model_max_length=max_tokens)
 
 
-def build_components(seed: int = 0) -> dict:
-    """Stable Audio Open 1.0 sizes, random weights."""
+def build_components(seed: int = 0, tiny: bool = False) -> dict:
+    """Stable Audio Open 1.0 sizes, random weights (``tiny``: toy sizes, to smoke-test this script)."""
     from diffusers import AutoencoderOobleck, StableAudioDiTModel
     from diffusers.pipelines.stable_audio.modeling_stable_audio import StableAudioProjectionModel
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        vae = AutoencoderOobleck()
-    transformer = StableAudioDiTModel()
-    projection = StableAudioProjectionModel(text_encoder_dim=768, conditioning_dim=768, min_value=0, max_value=512)
-    text_encoder = T5EncoderModel(T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12,
-                                           num_heads=12, decoder_start_token_id=0, pad_token_id=0))
+    if tiny:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            vae = AutoencoderOobleck(encoder_hidden_size=8, downsampling_ratios=[2, 4], channel_multiples=[1, 2],
+                                     decoder_channels=4, decoder_input_channels=4, sampling_rate=44100)
+        transformer = StableAudioDiTModel(sample_size=8192, in_channels=4, num_layers=2, attention_head_dim=8,
+                                          num_attention_heads=2, num_key_value_attention_heads=1, out_channels=4,
+                                          cross_attention_dim=16, time_proj_dim=8, global_states_input_dim=16,
+                                          cross_attention_input_dim=8)
+        width, t5 = 8, T5Config(vocab_size=32, d_model=12, d_kv=6, d_ff=24, num_layers=1, num_heads=2,
+                                decoder_start_token_id=0, pad_token_id=0)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            vae = AutoencoderOobleck()
+        transformer = StableAudioDiTModel()
+        width, t5 = 768, T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
+                                  decoder_start_token_id=0, pad_token_id=0)
+    projection = StableAudioProjectionModel(text_encoder_dim=t5.d_model, conditioning_dim=width, min_value=0,
+                                            max_value=512)
+    text_encoder = T5EncoderModel(t5)
     scheduler_config = {"_class_name": "CosineDPMSolverMultistepScheduler", "sigma_min": 0.3, "sigma_max": 500.0,
                         "sigma_data": 1.0, "prediction_type": "v_prediction", "solver_order": 2,
                         "sigma_schedule": "exponential"}
@@ -144,21 +160,28 @@ def time_sds(prior, duration_s: float, steps: int, repeats: int, guidance: float
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}, peak_memory_gib(device)
 
 
-def time_pipeline(pipe, prior, duration_s: float, steps: int, repeats: int, guidance: float) -> tuple[float, float]:
+def time_pipeline(pipe, prior, duration_s: float, steps: int, repeats: int, guidance: float) -> tuple[dict, float]:
+    """Median generation time, split into prompt encoding / DiT evaluations / decode (rest: scheduler etc.)."""
     device = prior.device
     pipe.transformer.register_to_config(sample_size=prior.latent_length(int(round(duration_s * prior.sample_rate))))
     clock = Clock(device)
+    clock.wrap(pipe, "encode_prompt", "text")
+    clock.wrap(pipe.transformer, "forward", "dit")
+    clock.wrap(pipe.vae, "decode", "decode")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
+    rows = []
     for i in range(repeats + 1):
         clock.totals = {}
         with clock("gen"):
             pipe(PROMPT, audio_end_in_s=duration_s, num_inference_steps=steps, guidance_scale=guidance,
                  generator=torch.Generator(device).manual_seed(i), output_type="pt")
         if i:
-            times.append(clock.totals["gen"])
-    return statistics.median(times), peak_memory_gib(device)
+            rows.append(dict(clock.totals))
+    for obj, name in ((pipe, "encode_prompt"), (pipe.transformer, "forward"), (pipe.vae, "decode")):
+        delattr(obj, name)
+    return {k: statistics.median(r.get(k, 0.0) for r in rows) for k in ("gen", "text", "dit", "decode")}, \
+        peak_memory_gib(device)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -170,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--guidance", type=float, default=7.0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--tiny", action="store_true", help="toy-sized models (smoke test of this script)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -182,8 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     from sds_audio.priors.stable_audio import StableAudioOpenPrior
 
     diffusers_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", module="torchsde")  # the pipeline's Brownian tree warns at its own endpoints
     t0 = time.perf_counter()
-    components = build_components()
+    components = build_components(tiny=args.tiny)
     prior = StableAudioOpenPrior(**components, device=device, dtype=dtype)
     text_encoder = copy.deepcopy(prior.text_encoder).to(dtype)  # the pipeline runs T5 in the pipeline dtype
     scheduler = CosineDPMSolverMultistepScheduler(**{k: v for k, v in components["scheduler_config"].items()
@@ -196,8 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# device={device} dtype={str(dtype).removeprefix('torch.')} threads={torch.get_num_threads()} "
           f"repeats={args.repeats} guidance={args.guidance} params={n_params / 1e9:.2f}B "
           f"build={time.perf_counter() - t0:.0f}s", flush=True)
-    header = ("dur_s", "k", "encode", "denoise", "decode", "spectral", "backward", "sds_total", "pipeline",
-              "ratio", "sds_peak_GiB", "pipe_peak_GiB")
+    header = ("dur_s", "k", "encode", "denoise", "decode", "spectral", "backward", "sds_total", "pipe_text",
+              "pipe_dit", "pipe_decode", "pipeline", "ratio", "sds_peak_GiB", "pipe_peak_GiB")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header), flush=True)
     for duration in args.durations:
@@ -206,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
             gen, gen_mem = time_pipeline(pipe, prior, duration, steps, args.repeats, args.guidance)
             cells = [f"{duration:g}", str(steps)] + [f"{sds[k]:.3f}" for k in
                                                      ("encode", "denoise", "decode", "spectral", "backward", "total")]
-            cells += [f"{gen:.3f}", f"{sds['total'] / gen:.2f}", f"{sds_mem:.2f}", f"{gen_mem:.2f}"]
+            cells += [f"{gen[k]:.3f}" for k in ("text", "dit", "decode", "gen")]
+            cells += [f"{sds['total'] / gen['gen']:.2f}", f"{sds_mem:.2f}", f"{gen_mem:.2f}"]
             print("| " + " | ".join(cells) + " |", flush=True)
     print("# times in seconds (medians); ratio = sds_total / pipeline; goal ratio <= 1.3", flush=True)
 

@@ -30,9 +30,16 @@ SDS in three ways, all here:
 All of it runs at the prior's sample rate and channel count: the render is
 resampled and channel-matched differentiably first
 (:func:`sds_audio.audio_io.resample`, :func:`~sds_audio.audio_io.match_channels`).
-Several noise draws per update (``n_draws``) are averaged. The returned
-``loss`` is a surrogate whose value is the objective and whose gradient is the
-update: call ``loss.backward()`` and step the renderer's optimiser.
+Several noise draws per update (``n_draws``) are averaged; batch items
+(candidate patches) are independent and their losses are summed, so each
+candidate's update does not depend on the batch size. The returned ``loss`` is
+a surrogate whose value is the objective and whose gradient is the update:
+call ``loss.backward()`` and step the renderer's optimiser.
+
+Magnitude losses give no useful gradient across partial positions, so pitch
+parameters (an FM synth's ``f0_hz`` and ratios) need a good start and a small or
+zero learning rate: with Adam's normalised steps a matched pitch drifts by
+about a semitone per step at lr 0.1 (see ``tests/test_sds.py``).
 
 Typical use (the task owns the loop)::
 
@@ -78,7 +85,8 @@ class SDSConfig:
         n_ffts: STFT window sizes of the spectral emphasis, in samples at the prior's rate.
         hop_fraction: STFT hop as a fraction of each window.
         magnitude: ``"log"`` or ``"linear"`` spectral magnitudes.
-        log_floor: added to normalised magnitudes before the log (-80 dB by default).
+        log_floor: added to normalised magnitudes before the log (1e-3: -60 dB re. a full-scale sine
+            peak of 0.5; lower floors weigh near-silent bins more and make the landscape rougher).
         spectral_weight: weight ``w_m`` of each resolution (decoder objective).
         waveform_weight: weight of the waveform term (decoder objective; 0 = off).
         latent_weighting: ``w(t)`` of latent SDS: ``"unit"`` or ``"noise_variance"``
@@ -97,7 +105,7 @@ class SDSConfig:
     n_ffts: tuple[int, ...] = (256, 512, 1024, 2048)
     hop_fraction: float = 0.25
     magnitude: str = "log"
-    log_floor: float = 1e-4
+    log_floor: float = 1e-3
     spectral_weight: float = 1.0
     waveform_weight: float = 0.0
     latent_weighting: str = "unit"
@@ -178,7 +186,7 @@ class SpectralEmphasis(nn.Module):
     """
 
     def __init__(self, n_ffts: Sequence[int], hop_fraction: float = 0.25, magnitude: str = "log",
-                 log_floor: float = 1e-4):
+                 log_floor: float = 1e-3):
         super().__init__()
         self.stft = MultiResolutionSTFT(n_ffts, hop_fraction=hop_fraction, eps=1e-12)
         self.register_buffer("scales", torch.tensor([2.0 / n for n in self.stft.n_ffts]), persistent=False)
