@@ -261,19 +261,19 @@ def kepler_solve(phase: torch.Tensor, feedback: torch.Tensor, n_iterations: int 
             n_iterations = 3 if m.dtype == torch.float64 else 1
             if float(e.max()) < 1e-3:
                 n_iterations = 1 if m.dtype == torch.float64 else 0
-        c = torch.cos(m)
-        radius = torch.mul(c, e).mul_(-2.0).addcmul_(e, e).add_(1.0).rsqrt_()     # 1/sqrt(1 - 2e cos M + e^2)
-        guess = torch.sin(m).mul_(e).mul_(radius).add_(m)
+        # (in-place and fused ops throughout: this loop is most of the FM renderer's work)
+        one = torch.ones((), dtype=m.dtype, device=m.device)
+        radius = torch.addcmul(torch.addcmul(one, e, e), e, torch.cos(m), value=-2.0).rsqrt_()
+        guess = torch.addcmul(m, torch.sin(m).mul_(e), radius)
         for _ in range(n_iterations):
-            s = torch.sin(guess)
-            c = torch.cos(guess)
-            f = torch.sub(guess, m).addcmul_(e, s, value=-1.0)       # E - M - e sin E
-            fp = c.mul_(e).neg_().add_(1.0)                           # 1 - e cos E
-            curv = s.mul_(e).mul_(f).div_(fp)                          # e sin E * f / fp
-            guess.addcdiv_(f, fp.sub_(curv, alpha=0.5), value=-1.0)  # Halley update
+            s = torch.sin(guess).mul_(e)                              # e sin E
+            fp = torch.addcmul(one, e, torch.cos(guess), value=-1.0)  # f' = 1 - e cos E
+            f = torch.sub(guess, m).sub_(s)                           # f = E - M - e sin E
+            den = torch.mul(fp, fp).addcmul_(s, f, value=-0.5)       # f'^2 - f f''/2 (f'' = e sin E)
+            guess.addcdiv_(f.mul_(fp), den, value=-1.0)               # Halley: E -= f f' / den
         sin_e = torch.sin(guess)
-        denom = torch.cos(guess).mul_(e).neg_().add_(1.0)
-    return guess + (phase - guess + feedback * sin_e) / denom
+        denom = torch.addcmul(one, e, torch.cos(guess), value=-1.0)
+    return guess + torch.addcmul(phase - guess, feedback, sin_e) / denom
 
 
 # ---------------------------------------------------------------------------------------

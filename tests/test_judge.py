@@ -64,7 +64,7 @@ def corpus(tmp_path_factory) -> Path:
 
 
 TRAIN_KW = dict(steps=30, batch_size=8, segment_s=0.5, lr=3e-3, warmup_steps=5, seed=0, checkpoint_every=10,
-                eval_every=0, config=TINY, num_threads=1, progress=False)
+                eval_every=0, config=TINY, precision="fp32", num_threads=1, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -270,6 +270,16 @@ def test_resume_after_interruption_matches_uninterrupted_run(corpus, trained, tm
     # other settings in the same directory are refused
     with pytest.raises(SDSAudioError, match="batch_size"):
         train_judge(corpus, out, **{**TRAIN_KW, "batch_size": 6})
+
+
+def test_bf16_training_runs_and_bad_precision_is_refused(corpus, tmp_path):
+    losses = []
+    kw = {**TRAIN_KW, "steps": 4, "precision": "bf16"}
+    metrics = train_judge(corpus, tmp_path / "bf16", on_step=lambda s, i: losses.append(i["loss"]), **kw)
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    assert metrics["train_args"]["precision"] == "bf16"
+    with pytest.raises(SDSAudioError, match="precision"):
+        train_judge(corpus, tmp_path / "bad", **{**TRAIN_KW, "precision": "fp8"})
 
 
 def test_train_judge_rejects_missing_corpus(tmp_path):

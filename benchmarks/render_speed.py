@@ -1,0 +1,138 @@
+"""Forward + backward throughput of the differentiable renderers (CPU or CUDA).
+
+For each renderer and batch size: render 1 s of audio per candidate at 44.1 kHz,
+take a scalar loss (mean square), back-propagate to the unconstrained
+parameters, and time it. "x real time" is seconds of audio (batch x duration)
+per wall-clock second, from the median over ``--repeats`` timed calls after one
+warm-up call. The CPU-time column is the process CPU time of the same calls
+(all threads), which is less sensitive than wall time to other jobs on a shared
+machine; "x rt / core" is audio seconds per CPU second.
+
+Rows (all parameters drawn with ``randomize_`` from a fixed seed, so feedback,
+pitch sweeps and modulation are all active):
+
+* FMSynth, 4 operators, stereo, per-operator Kepler self-feedback (default config);
+* FMSynth, 4 operators, ``feedback=False`` (for reference);
+* ImpactSynth, 256 modes, 32 noise bands, stereo;
+* torchsynth's ``Voice`` (its nearest voice: 2 oscillators + noise, ADSR, mono),
+  side by side, when ``torchsynth`` can be imported. torchsynth is not a
+  dependency of sds-audio; point ``SDS_TORCHSYNTH_PATH`` at a folder it was
+  installed into (e.g. ``pip install --target /tmp/ts --no-deps torchsynth
+  "pytorch-lightning==1.6.5.post0" pyDeprecate "setuptools<81" tensorboard protobuf absl-py``)
+  and it is added to ``sys.path``. torchsynth 1.0 refuses gradients unless its
+  config's ``no_grad`` flag is cleared after construction, which this script does.
+
+Usage::
+
+    python benchmarks/render_speed.py [--repeats 5] [--threads N] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+from sds_audio.synths import FMSynth, ImpactSynth
+
+SAMPLE_RATE = 44100
+DURATION_S = 1.0
+
+
+def _time_calls(step, repeats: int, device: torch.device) -> tuple[float, float]:
+    """Median wall and CPU seconds of ``step()`` over ``repeats`` calls after a warm-up."""
+    step()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        w0, c0 = time.perf_counter(), time.process_time()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def _synth_step(synth, n_samples: int):
+    def step():
+        synth.zero_grad(set_to_none=True)
+        synth(n_samples).square().mean().backward()
+    return step
+
+
+def _torchsynth_voice(batch: int, device: torch.device):
+    """torchsynth's Voice with gradients on, or a string saying why not."""
+    path = os.environ.get("SDS_TORCHSYNTH_PATH")
+    if path and path not in sys.path:
+        sys.path.append(path)
+    try:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torchsynth.config import SynthConfig
+            from torchsynth.synth import Voice
+    except Exception as exc:  # noqa: BLE001 - any import failure is reported, not raised
+        hint = "" if path else " (set SDS_TORCHSYNTH_PATH to a folder torchsynth is installed in)"
+        return f"torchsynth not importable: {type(exc).__name__}: {exc}{hint}"
+    config = SynthConfig(batch_size=batch, reproducible=False, sample_rate=SAMPLE_RATE,
+                         buffer_size_seconds=DURATION_S)
+    config.no_grad = False          # torchsynth 1.0 guards gradients behind this flag
+    voice = Voice(config).to(device)
+
+    def step():
+        voice.zero_grad(set_to_none=True)
+        out = voice()
+        audio = out[0] if isinstance(out, tuple) else out
+        audio.square().mean().backward()
+    return step
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batches", default="1,64")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    n_samples = int(SAMPLE_RATE * DURATION_S)
+    batches = [int(b) for b in args.batches.split(",")]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs, load average {load:.1f}; 1 s at {SAMPLE_RATE} Hz per candidate, "
+          f"forward + backward, median of {args.repeats}")
+    header = f"{'renderer':<44} {'batch':>5} {'wall ms':>9} {'x real time':>11} {'CPU ms':>9} {'x rt / core':>11}"
+    print(header)
+    print("-" * len(header))
+    rows = [
+        ("FMSynth 4 ops, feedback, stereo", lambda b: FMSynth(4, SAMPLE_RATE, 2, batch_size=b)),
+        ("FMSynth 4 ops, no feedback, stereo", lambda b: FMSynth(4, SAMPLE_RATE, 2, batch_size=b, feedback=False)),
+        ("ImpactSynth 256 modes, 32 bands, stereo", lambda b: ImpactSynth(256, 32, SAMPLE_RATE, 2, batch_size=b)),
+    ]
+    for name, build in rows:
+        for batch in batches:
+            synth = build(batch).randomize_(torch.Generator().manual_seed(0)).to(device)
+            wall, cpu = _time_calls(_synth_step(synth, n_samples), args.repeats, device)
+            audio_s = batch * DURATION_S
+            print(f"{name:<44} {batch:>5} {wall * 1e3:>9.1f} {audio_s / wall:>11.1f} {cpu * 1e3:>9.1f} "
+                  f"{audio_s / max(cpu, 1e-9):>11.1f}", flush=True)
+    for batch in batches:
+        step = _torchsynth_voice(batch, device)
+        if isinstance(step, str):
+            print(f"{'torchsynth Voice':<44} {batch:>5}  {step}")
+            break
+        wall, cpu = _time_calls(step, args.repeats, device)
+        print(f"{'torchsynth 1.0 Voice (mono)':<44} {batch:>5} {wall * 1e3:>9.1f} {batch * DURATION_S / wall:>11.1f} "
+              f"{cpu * 1e3:>9.1f} {batch * DURATION_S / max(cpu, 1e-9):>11.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
