@@ -67,7 +67,19 @@ def test_info_and_entry_point():
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("sds-audio ")
     assert "torch" in result.stdout and "device" in result.stdout
+    for name in ("embedded", "stable-audio-open", "stable-audio-open-small"):
+        assert f"\n  {name} " in result.stdout
     missing = subprocess.run([sys.executable, "-m", "sds_audio.cli", "render", "nope.json", "-o", "x.wav"],
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2
     assert missing.stderr.strip() == "sds-audio: error: preset file nope.json does not exist"
+
+
+def test_describe_priors_reports_missing_embedded_weights(monkeypatch, tmp_path):
+    from sds_audio.priors import registry
+
+    status = registry.describe_priors()
+    assert set(status) == set(registry.PRIORS)
+    assets = Path(registry.__file__).resolve().parent.parent / "assets"
+    shipped = (assets / "codec.safetensors").is_file() and (assets / "flow.safetensors").is_file()
+    assert status["embedded"].startswith("available" if shipped else "weights missing")

@@ -106,3 +106,36 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device | Non
         return _load_stable_audio_open(text, device, dtype, **kwargs)
     raise SDSAudioError(f"unknown prior {text!r}: not a known name ({', '.join(PRIORS)}), an existing directory, "
                         "or a hub id 'owner/name'")
+
+
+def _hub_cached(repo_id: str, filename: str) -> bool:
+    """Whether ``filename`` of ``repo_id`` is in the local Hugging Face cache (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    found = try_to_load_from_cache(repo_id, filename)
+    return isinstance(found, str)
+
+
+def describe_priors() -> dict[str, str]:
+    """One status line per registry name, found without loading any model or touching the network."""
+    import importlib.util
+
+    status: dict[str, str] = {}
+    assets = Path(__file__).resolve().parent.parent / "assets"
+    missing = [n for n in ("codec.safetensors", "flow.safetensors") if not (assets / n).is_file()]
+    status["embedded"] = ("available (shipped weights)" if not missing else
+                          f"weights missing ({', '.join(missing)}): train with `sds-audio train codec|flow`")
+    sao = PRIORS["stable-audio-open"][0]
+    status["stable-audio-open"] = (f"available ({sao} in the local Hugging Face cache)"
+                                   if _hub_cached(sao, "model_index.json") else
+                                   f"not downloaded: accept the licence of {sao} on huggingface.co, log in, and "
+                                   "pass allow_download=True once (or pass a local directory)")
+    small = PRIORS["stable-audio-open-small"][0]
+    if importlib.util.find_spec("stable_audio_tools") is None:
+        status["stable-audio-open-small"] = "needs the extra: pip install 'sds-audio[sat]' (in its own environment)"
+    else:
+        status["stable-audio-open-small"] = (f"available ({small} in the local cache)"
+                                             if _hub_cached(small, "model_config.json") else f"{small} not downloaded")
+    return status
