@@ -9,7 +9,9 @@ embedded codec + flow model, the oracle priors in tests) provides exactly these:
 ``latent_channels, latent_rate``       latent layout: ``(B, latent_channels, L)``
                                        with ``L ~= seconds * latent_rate``
 ``max_duration_s``                     longest clip the prior was trained on
-``encode(audio) -> latents``           ``(B, channels, T) -> (B, D, L)``, no grad
+``encode(audio) -> latents``           ``(B, channels, T) -> (B, D, L)``; differentiable
+                                       when grad is on (latent SDS), decoder
+                                       SDS calls it under ``no_grad``
 ``decode(latents) -> audio``           ``(B, D, L) -> (B, channels, T)``
 ``condition(prompt, negative, s)``     text (and duration) conditioning, cached
 ``add_noise(x0, noise, t)``            forward process at noise level ``t``
@@ -23,8 +25,10 @@ embedded codec + flow model, the oracle priors in tests) provides exactly these:
 Noise level convention: ``t`` is a float tensor of shape ``(B,)`` in ``(0, 1]``,
 0 = clean and 1 = the prior's largest noise level. Each prior maps ``t`` to its
 own parameterisation (a flow-matching prior interpolates
-``x_t = (1 - t) * x0 + t * noise``; an EDM prior maps ``t`` to a sigma between
-its ``sigma_min`` and ``sigma_max``) and documents the map in ``sigma(t)``.
+``x_t = (1 - t) * x0 + t * noise``; the EDM prior of Stable Audio Open uses
+``sigma = sigma_data * tan(pi t / 2)`` capped at its ``sigma_max``, which gives
+the same signal-to-noise ratio as the flow prior at ``t = 0.5``) and documents
+the map in ``sigma(t)``.
 The clean estimate ``x0_hat`` is the common currency between priors and SDS.
 """
 
@@ -73,7 +77,7 @@ class Prior(abc.ABC):
 
     @abc.abstractmethod
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
-        """``(B, channels, T)`` at ``sample_rate`` -> latents ``(B, latent_channels, L)``."""
+        """``(B, channels, T)`` at ``sample_rate`` -> latents ``(B, latent_channels, L)`` (differentiable)."""
 
     @abc.abstractmethod
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
