@@ -81,6 +81,18 @@ def constant_power_pan(position: torch.Tensor) -> torch.Tensor:
     return math.sqrt(2.0) * torch.stack([torch.cos(theta), torch.sin(theta)], dim=-1)
 
 
+def flush_tiny(audio: torch.Tensor, floor: float = 1e-20) -> torch.Tensor:
+    """Set samples with ``|x| < floor`` (-400 dB) to exactly 0.
+
+    Exponential decays and the anti-alias gain pass through subnormal floats
+    (< 1.2e-38 in float32) on their way to 0. Subnormals are slow on CPUs and, in
+    an STFT, give complex bins whose ``abs()`` backward in PyTorch is NaN, which
+    would poison the gradients of a spectral loss; exact zeros are harmless.
+    The flushed samples get zero gradient (they are 20 orders below audibility).
+    """
+    return torch.where(audio.abs() < floor, torch.zeros((), dtype=audio.dtype, device=audio.device), audio)
+
+
 def fit_length(audio: torch.Tensor, n_samples: int) -> torch.Tensor:
     """Crop or zero-pad the last axis to ``n_samples``."""
     have = audio.shape[-1]

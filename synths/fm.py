@@ -33,6 +33,8 @@ Signal flow for one candidate (operators ``k = 0 .. N-1``)::
   :func:`~sds_audio.synths.dsp.nyquist_gain` of its highest frequency
   (``f0 * ratio * 2**(pitch_env/12)``), so an operator above ~0.48 sr fades out
   smoothly instead of folding back (its FM sidebands are not band-limited).
+* **Tiny samples** (< 1e-20) are flushed to exactly 0, so silent stretches never
+  hold subnormal floats (slow, and NaN gradients through an STFT magnitude).
 * **Normalisation.** Operators are panned across the field by a constant-power law
   with unit centre gain (operator 0 in the centre, the others alternately left and
   right, spread by ``stereo_spread``); the mix is divided by ``max(1, sum of
@@ -214,7 +216,7 @@ class FMSynth(Synth):
             else:
                 chunks.append(self._render_blocks(*args))
         out = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=-1)
-        return out[..., :n_samples]
+        return dsp.flush_tiny(out[..., :n_samples])
 
     def _render_blocks(self, tracked_hz: torch.Tensor, fixed_hz: torch.Tensor | None, start_warped: torch.Tensor,
                        start_linear: torch.Tensor, sweep: torch.Tensor, env_ctrl: torch.Tensor,

@@ -19,6 +19,9 @@ For one candidate::
   also in a fresh instance. Bands are Gaussian in log-frequency, applied to the
   noise's STFT, so centre and width have gradients
   (:func:`~sds_audio.synths.dsp.noise_band_impulse`).
+* Samples below 1e-20 are flushed to exactly 0 (:func:`~sds_audio.synths.dsp.flush_tiny`):
+  long renders of short decays would otherwise end in subnormal floats, whose STFT
+  bins give NaN gradients in PyTorch's complex ``abs``.
 * The convolution is ``torchaudio.functional.fftconvolve`` (padded to a fast FFT
   length). ``object * (dry * delta)`` is computed as ``dry * object``, which is the
   same thing without an FFT.
@@ -154,4 +157,4 @@ class ImpactSynth(Synth):
             raise SDSAudioError(f"n_samples must be >= 1, got {n_samples}")
         obj = self.object_impulse(controls, n_samples)[:, None, :]                      # (B, 1, T)
         wet = dsp.convolve_truncated(obj, self.reverb_impulse(controls, n_samples))      # (B, C, T)
-        return controls["dry_gain"][:, None, None] * obj + wet
+        return dsp.flush_tiny(controls["dry_gain"][:, None, None] * obj + wet)

@@ -170,6 +170,8 @@ def synthesize(synth: Synth, prompt: str, prior: Prior, config: SynthesisConfig 
     n_samples = synth.n_samples(config.duration_s)
     optimizer = torch.optim.Adam(synth.unconstrained_parameters(), lr=config.lr)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if ckpt_path is not None and not resume:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
 
     start, history, judge_initial = 0, [], []
     if resume:
