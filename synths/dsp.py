@@ -82,15 +82,17 @@ def constant_power_pan(position: torch.Tensor) -> torch.Tensor:
 
 
 def flush_tiny(audio: torch.Tensor, floor: float = 1e-20) -> torch.Tensor:
-    """Set samples with ``|x| < floor`` (-400 dB) to exactly 0.
+    """Set values with ``|x| < floor`` (-400 dB) to exactly 0, passing gradients straight through.
 
     Exponential decays and the anti-alias gain pass through subnormal floats
     (< 1.2e-38 in float32) on their way to 0. Subnormals are slow on CPUs and, in
     an STFT, give complex bins whose ``abs()`` backward in PyTorch is NaN, which
-    would poison the gradients of a spectral loss; exact zeros are harmless.
-    The flushed samples get zero gradient (they are 20 orders below audibility).
+    would poison the gradients of a spectral loss; exact zeros are harmless. The
+    flush is ``x - stopgrad(x * [|x| < floor])``: the values become exactly 0 and
+    the gradient is the identity, so (near-)silence is not a dead end.
     """
-    return torch.where(audio.abs() < floor, torch.zeros((), dtype=audio.dtype, device=audio.device), audio)
+    tiny = (audio.detach().abs() < floor).to(audio.dtype)
+    return audio - (audio * tiny).detach()
 
 
 def fit_length(audio: torch.Tensor, n_samples: int) -> torch.Tensor:

@@ -29,12 +29,14 @@ Signal flow for one candidate (operators ``k = 0 .. N-1``)::
 * **Phase accuracy.** The phase is the exact integral of the (piecewise-linear)
   frequency curve, accumulated per control block in float64 and wrapped before
   the cast, so long high notes stay in tune in float32.
-* **Aliasing.** Each operator's gain is multiplied by
-  :func:`~sds_audio.synths.dsp.nyquist_gain` of its highest frequency
-  (``f0 * ratio * 2**(pitch_env/12)``), so an operator above ~0.48 sr fades out
-  smoothly instead of folding back (its FM sidebands are not band-limited).
-* **Tiny samples** (< 1e-20) are flushed to exactly 0, so silent stretches never
-  hold subnormal floats (slow, and NaN gradients through an STFT magnitude).
+* **Aliasing.** Each operator's envelope is multiplied, on the control grid, by
+  :func:`~sds_audio.synths.dsp.nyquist_gain` of its instantaneous frequency
+  (``f0 * ratio * p(t)``), so an operator, or the part of a pitch sweep, above
+  ~0.48 sr fades out smoothly instead of folding back (FM sidebands are not
+  band-limited).
+* **Tiny envelopes** (< 1e-20 at a control point, e.g. a muted operator) are
+  flushed to exactly 0, so silent stretches never hold subnormal floats (slow,
+  and NaN gradients through an STFT magnitude).
 * **Normalisation.** Operators are panned across the field by a constant-power law
   with unit centre gain (operator 0 in the centre, the others alternately left and
   right, spread by ``stereo_spread``); the mix is divided by ``max(1, sum of
@@ -187,12 +189,13 @@ class FMSynth(Synth):
         start_linear = torch.arange(n_blocks, dtype=torch.float64, device=device) * (hop / sr)
 
         tracked_hz = f0[:, None] * controls["ratio"]                                     # (B, N)
-        peak_hz = tracked_hz * torch.exp2(semitones / 12.0)[:, None]
+        inst_hz = tracked_hz[..., None] * sweep[:, None, :]                               # (B, N, nb+1)
         fixed_hz = controls["fixed_hz"] if fixed else None
         if fixed:
-            peak_hz = torch.where(torch.tensor(self.fixed_frequency, device=device), fixed_hz, peak_hz)
+            inst_hz = torch.where(torch.tensor(self.fixed_frequency, device=device)[:, None],
+                                  fixed_hz[..., None], inst_hz)
         env_ctrl = dsp.attack_decay_envelope(t_ctrl, controls["attack_s"], controls["decay_s"], controls["sustain"])
-        env_ctrl = env_ctrl * dsp.nyquist_gain(peak_hz, sr)[..., None]                  # (B, N, nb+1)
+        env_ctrl = dsp.flush_tiny(env_ctrl * dsp.nyquist_gain(inst_hz, sr))             # (B, N, nb+1)
         feedback = controls["feedback"] if self.feedback else None
         mod = controls["mod_index"] * self.mod_mask.to(dtype)
 
@@ -216,7 +219,7 @@ class FMSynth(Synth):
             else:
                 chunks.append(self._render_blocks(*args))
         out = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=-1)
-        return dsp.flush_tiny(out[..., :n_samples])
+        return out[..., :n_samples]
 
     def _render_blocks(self, tracked_hz: torch.Tensor, fixed_hz: torch.Tensor | None, start_warped: torch.Tensor,
                        start_linear: torch.Tensor, sweep: torch.Tensor, env_ctrl: torch.Tensor,
