@@ -45,7 +45,7 @@ from typing import Any, Mapping
 
 import torch
 
-from sds_audio.errors import SDSAudioError
+from ..errors import SDSAudioError
 
 from . import dsp
 from .base import Synth

@@ -22,8 +22,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from sds_audio.audio_io import match_channels
-from sds_audio.errors import SDSAudioError
+from ..audio_io import match_channels
+from ..errors import SDSAudioError
 
 from . import dsp
 from .base import Synth

@@ -248,3 +248,19 @@ def test_config_round_trip():
     assert set(again.param_specs) == set(synth.param_specs)
     assert "fixed_hz" in synth.param_specs and "feedback" not in synth.param_specs
     assert "fixed_hz" not in FMSynth().param_specs
+
+
+def test_time_chunked_render_matches_one_piece(monkeypatch):
+    import sds_audio.synths.fm as fm_module
+
+    synth = FMSynth(sample_rate=SR, batch_size=2).randomize_(torch.Generator().manual_seed(6))
+    results = []
+    for chunk in (fm_module._CHUNK_ELEMENTS, 2 * 96):              # one piece, then many checkpointed chunks
+        monkeypatch.setattr(fm_module, "_CHUNK_ELEMENTS", chunk)
+        synth.zero_grad()
+        out = synth(N)
+        (out * torch.linspace(-1, 1, N)).sum().backward()
+        results.append((out.detach(), {k: v.grad.clone() for k, v in synth.raw.items()}))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=1e-6)
+    for name in results[0][1]:
+        torch.testing.assert_close(results[1][1][name], results[0][1][name], rtol=1e-4, atol=1e-5)
