@@ -127,6 +127,57 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _job_options(args: argparse.Namespace):
+    from .jobs import JobOptions
+
+    return JobOptions(prior=args.prior, steps=args.steps, seed=args.seed, device=args.device,
+                      guidance_scale=args.cfg, negative_prompt=args.negative, duration_s=args.duration_s,
+                      restarts=args.restarts, lr=args.lr, denoise_steps=args.denoise_steps, judge=not args.no_judge,
+                      progress=not args.quiet)
+
+
+def _cmd_prompt_to_preset(args: argparse.Namespace) -> int:
+    from .jobs import prompt_to_preset
+
+    if args.resume is None and (args.prompt is None or args.output is None):
+        raise SDSAudioError(f"give a prompt and -o DIR (or --resume DIR), e.g. "
+                            f"sds-audio {args.command} \"kick drum, bass, reverb\" -o kick/")
+    if args.resume is not None and args.prompt is not None:
+        raise SDSAudioError("--resume continues the run recorded in DIR/run.json; do not give a prompt with it")
+    out = args.resume if args.resume is not None else args.output
+    try:
+        record = prompt_to_preset(args.command, args.prompt, out, _job_options(args), overwrite=args.overwrite,
+                                  resume=args.resume is not None)
+    except KeyboardInterrupt:
+        print(f"sds-audio: interrupted; continue with: sds-audio {args.command} --resume {out}", file=sys.stderr)
+        return 130
+    judge = ""
+    if record["judge_final"]:
+        best = record["best_restart"]
+        judge = f", judge score {record['judge_initial'][best]:.3f} -> {record['judge_final'][best]:.3f}"
+    print(f"wrote {out}/: sound.wav, preset.json, report.png, run.json "
+          f"({record['timings_s']['optimise']:.0f} s{judge})")
+    return 0
+
+
+def _add_job_options(p: argparse.ArgumentParser, *, synthesis: bool, default_steps: int) -> None:
+    p.add_argument("--prior", default="embedded",
+                   help="embedded (shipped), stable-audio-open, or a prior directory (default: embedded)")
+    p.add_argument("--steps", type=int, default=default_steps, help=f"optimisation steps (default {default_steps})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available)")
+    p.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance scale (default 5)")
+    p.add_argument("--negative", default=None, help="negative prompt")
+    p.add_argument("--denoise-steps", type=int, default=4, help="k, denoising steps per SDS update (default 4)")
+    p.add_argument("--lr", type=float, default=0.05 if synthesis else 0.02, help="Adam learning rate")
+    if synthesis:
+        p.add_argument("--duration-s", type=float, default=1.5, help="sound length in seconds (default 1.5)")
+        p.add_argument("--restarts", type=int, default=4, help="random starts optimised together (default 4)")
+    p.add_argument("--no-judge", action="store_true", help="do not load the judge (no restart selection by score)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run files in an existing -o directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _refuse_existing(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise SDSAudioError(f"{path} exists; pass --overwrite to replace it")
@@ -146,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--f0-hz", type=float, default=None, help="play an FM preset at this pitch")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_render)
+
+    for name, what in (("fm", "an FM synth patch"), ("impact", "a modal impact (struck object) model")):
+        p = sub.add_parser(name, help=f"prompt -> {what}: writes sound.wav, preset.json, report.png, run.json")
+        p.add_argument("prompt", nargs="?", help="what the sound should be, e.g. \"kick drum, bass, reverb\"")
+        p.add_argument("-o", "--output", help="output directory (refused if it holds files, unless --overwrite)")
+        p.add_argument("--resume", metavar="DIR", default=None, help="continue an interrupted run in DIR")
+        _add_job_options(p, synthesis=True, default_steps=150)
+        p.set_defaults(func=_cmd_prompt_to_preset)
 
     p = sub.add_parser("corpus", help="captioned training corpus")
     corpus_sub = p.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")

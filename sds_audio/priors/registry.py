@@ -82,6 +82,8 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device | Non
 
     Args:
         name_or_path: a name from :data:`PRIORS`, a directory, or ``owner/name`` on the hub.
+            A directory holding ``flow.safetensors`` (and ``codec.safetensors``) is an
+            embedded prior trained by ``sds-audio train``.
         device, dtype: passed to the prior.
         **kwargs: loader options, e.g. ``allow_download=True``, ``token=...``,
             ``cpu_offload=True`` (Stable Audio Open); ignored by ``embedded``.
@@ -100,8 +102,13 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device | Non
             return _load_stable_audio_tools(str(path), device, dtype, **kwargs)
         if (path / "transformer").is_dir() or (path / "model_index.json").is_file():
             return _load_stable_audio_open(str(path), device, dtype, **kwargs)
-        raise SDSAudioError(f"{path} is neither a diffusers Stable Audio directory (vae/, transformer/, ...) nor a "
-                            "stable-audio-tools one (model_config.json + model.safetensors)")
+        if (path / "flow.safetensors").is_file():
+            from .embedded import load_embedded_prior
+
+            return load_embedded_prior(device, dtype, assets_dir=path)
+        raise SDSAudioError(f"{path} is neither a diffusers Stable Audio directory (vae/, transformer/, ...), a "
+                            "stable-audio-tools one (model_config.json + model.safetensors) nor an embedded one "
+                            "(codec.safetensors + flow.safetensors)")
     if _is_hub_id(text) and not path.exists():
         return _load_stable_audio_open(text, device, dtype, **kwargs)
     raise SDSAudioError(f"unknown prior {text!r}: not a known name ({', '.join(PRIORS)}), an existing directory, "

@@ -5,18 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sds_audio.codec import Codec, CodecConfig, save_codec
+from sds_audio.codec import save_codec
 from sds_audio.errors import SDSAudioError
 from sds_audio.flow import FlowCondition, FlowConfig, FlowModel, save_flow
 from sds_audio.flow.latents import module_fingerprint
 from sds_audio.priors.base import Prior
 from sds_audio.priors.embedded import EmbeddedPrior, load_embedded_prior
 
-HOP = 128
-TINY_CODEC = dict(patch_size=4, encoder_channels=4, decoder_channels=4, channel_mults=(1, 2, 2), strides=(4, 8),
-                  dilations=(1,), latent_channels=8)
-TINY_FLOW = dict(latent_channels=8, latent_rate=22050 / HOP, width=32, depth=2, heads=2, patch_size=2,
-                 time_features=16, duration_features=8, max_duration_s=0.5)
+from tiny_embedded import HOP, TINY_FLOW, build_parts  # tests/ is on pytest's pythonpath
 
 
 @pytest.fixture(autouse=True)
@@ -32,19 +28,6 @@ def text_encoder():
     from sds_audio.text import TextEncoder
 
     return TextEncoder()
-
-
-def build_parts(seed: int = 0) -> tuple[Codec, FlowModel]:
-    torch.manual_seed(seed)
-    codec = Codec(CodecConfig(**TINY_CODEC)).eval()
-    flow = FlowModel(FlowConfig(**TINY_FLOW))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in flow.parameters():  # random everywhere (the zero-initialised gates would give v = 0)
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-        flow.latent_mean.copy_(torch.randn(8, generator=g) * 0.1)
-        flow.latent_std.copy_(torch.rand(8, generator=g) + 0.5)
-    return codec, flow
 
 
 @pytest.fixture(scope="module")

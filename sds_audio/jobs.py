@@ -1,0 +1,190 @@
+"""The commands' work, callable from Python: prompt -> preset directory.
+
+``prompt_to_preset(synth_type, prompt, out_dir, options)`` is what
+``sds-audio fm`` / ``sds-audio impact`` run: load the prior and the judge, build
+the synth at the prior's sample rate and channel count, run
+:func:`~sds_audio.tasks.synthesize.synthesize`, and write the run directory
+(see :mod:`sds_audio.run_dir`): ``sound.wav`` and ``initial.wav`` (24-bit),
+``preset.json`` with provenance, ``report.png``, ``run.json``.
+The separation command's work lives beside it in ``separate_file``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .errors import SDSAudioError
+from .run_dir import RunDirectory
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Options shared by the prompt-to-preset and separation commands.
+
+    Attributes:
+        prior: prior name or directory (``sds_audio.priors.registry.load_prior``).
+        steps: optimisation steps.
+        seed: seeds everything random in the run.
+        device: torch device (default: CUDA if available, else CPU).
+        guidance_scale: classifier-free guidance of the prior.
+        negative_prompt: text the sound should move away from.
+        duration_s: length of the rendered sound (synthesis).
+        restarts: random initialisations optimised together (synthesis).
+        lr: Adam learning rate.
+        denoise_steps: ``k`` of the decoder-SDS denoising chain.
+        judge: use the shipped judge to pick the restart and score the run.
+        progress: show progress bars.
+    """
+
+    prior: str = "embedded"
+    steps: int = 150
+    seed: int = 0
+    device: str | None = None
+    guidance_scale: float = 5.0
+    negative_prompt: str | None = None
+    duration_s: float = 1.5
+    restarts: int = 4
+    lr: float = 0.05
+    denoise_steps: int = 4
+    judge: bool = True
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise SDSAudioError(f"unknown device {name!r} (use cpu, cuda, cuda:1, mps)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SDSAudioError(f"device {name!r} was asked for but CUDA is not available; use --device cpu")
+    return device
+
+
+def build_synth(synth_type: str, sample_rate: int, channels: int, seed: int = 0):
+    """A fresh synth of a preset type, rendering at ``sample_rate`` / ``channels``."""
+    from .synths import FMSynth, ImpactSynth
+
+    if synth_type == "fm":
+        return FMSynth(sample_rate=sample_rate, channels=channels)
+    if synth_type == "impact":
+        return ImpactSynth(sample_rate=sample_rate, channels=channels, seed=seed % 2 ** 31)
+    raise SDSAudioError(f"unknown synth type {synth_type!r}; choose fm or impact")
+
+
+def load_judge_scorer(enabled: bool, device: torch.device) -> tuple[Callable | None, str]:
+    """``(judge(audio, sample_rate, prompt) -> (B,), description)``; ``(None, reason)`` without one."""
+    if not enabled:
+        return None, "disabled"
+    from .judge import DEFAULT_JUDGE_PATH, judge_score, load_judge
+
+    if not DEFAULT_JUDGE_PATH.is_file():
+        return None, f"missing ({DEFAULT_JUDGE_PATH})"
+    model = load_judge(DEFAULT_JUDGE_PATH, device=device)
+
+    def score(audio: torch.Tensor, sample_rate: int, prompt: str) -> torch.Tensor:
+        return judge_score(audio, prompt, model, sample_rate=sample_rate)
+
+    return score, str(DEFAULT_JUDGE_PATH.name)
+
+
+def _curves(history: list[dict[str, Any]], best: int, judge_initial: list[float],
+            judge_final: list[float]) -> dict[str, dict[str, tuple[list, list]]]:
+    steps = [h["step"] + 1 for h in history]
+    loss_best = [h["loss"][best] for h in history]
+    loss_mean = [sum(h["loss"]) / len(h["loss"]) for h in history]
+    judged = [h for h in history if "judge" in h]
+    curves = {"SDS loss": {"kept restart": (steps, loss_best), "mean of restarts": (steps, loss_mean)},
+              "t (noise level)": {"t": (steps, [h["t"] for h in history])}}
+    if judge_initial and judge_final:
+        points = [(0, judge_initial[best])] + [(h["step"] + 1, h["judge"][best]) for h in judged]
+        if not judged or judged[-1]["step"] + 1 != len(history):
+            points.append((len(history), judge_final[best]))
+        curves["judge score"] = {"kept restart": ([p[0] for p in points], [p[1] for p in points])}
+    return curves
+
+
+def prompt_to_preset(synth_type: str, prompt: str | None, out_dir: str | Path, options: JobOptions | None = None,
+                     *, overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
+    """Run prompt -> preset and write the run directory. Returns the final ``run.json`` record.
+
+    With ``resume=True`` the prompt, synth and options come from ``out_dir/run.json``
+    (of ``options`` only ``progress`` is used) and the run continues from
+    ``out_dir/checkpoint.pt``.
+    """
+    from .audio_io import save_audio
+    from .presets import save_preset
+    from .priors.registry import load_prior
+    from .report import write_report
+    from .sds import SDSConfig
+    from .tasks.synthesize import CHECKPOINT_NAME, SynthesisConfig, synthesize
+
+    if resume:
+        run = RunDirectory(out_dir, resume=True)
+        record = run.read()
+        if record.get("task") != "synthesize":
+            raise SDSAudioError(f"{run.path} holds a {record.get('task')!r} run, not a prompt-to-preset run")
+        synth_type, prompt = record["synth"], record["prompt"]
+        options = JobOptions(**{**record["options"], "progress": options.progress if options else True})
+        if not run.file(CHECKPOINT_NAME).is_file():
+            raise SDSAudioError(f"nothing to resume in {run.path}: the run stopped before its first checkpoint; "
+                                "start it again with --overwrite")
+    else:
+        options = options or JobOptions()
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise SDSAudioError("the prompt is empty; describe the sound, e.g. \"kick drum, bass, reverb\"")
+        record = {"task": "synthesize", "synth": synth_type, "prompt": prompt, "options": options.to_dict()}
+    # validate everything before touching the output directory or loading a model
+    config = SynthesisConfig(steps=options.steps, lr=options.lr, restarts=options.restarts,
+                             duration_s=options.duration_s, seed=options.seed,
+                             sds=SDSConfig(denoise_steps=options.denoise_steps, guidance_scale=options.guidance_scale,
+                                           negative_prompt=options.negative_prompt))
+    build_synth(synth_type, 22050, 1)
+    device = _device(options.device)
+    if not resume:
+        run = RunDirectory(out_dir, overwrite=overwrite)
+
+    t_load = time.perf_counter()
+    prior = load_prior(options.prior, device=device)
+    judge, judge_desc = load_judge_scorer(options.judge, device)
+    load_s = time.perf_counter() - t_load
+    synth = build_synth(synth_type, int(prior.sample_rate), int(prior.channels), options.seed)
+    record.update(status="running", prior={"name": options.prior, "class": type(prior).__name__,
+                                           "sample_rate": int(prior.sample_rate), "channels": int(prior.channels)},
+                  judge=judge_desc, synthesis_config=config.to_dict(), device=str(device))
+    run.write(record)
+    try:
+        result = synthesize(synth, prompt, prior, config, judge=judge, checkpoint_dir=run.path, resume=resume,
+                            progress=options.progress)
+    except KeyboardInterrupt:
+        record["status"] = "interrupted"
+        run.write(record)
+        raise
+
+    best = result.best_index
+    sr = int(result.synth.sample_rate)
+    provenance = {"prompt": prompt, "prior": options.prior, "seed": options.seed, "steps": options.steps,
+                  "restart": best, "judge_initial": result.judge_initial[best] if result.judge_initial else None,
+                  "judge_final": result.judge_final[best] if result.judge_final else None}
+    save_audio(run.file("sound.wav"), result.audio, sr)
+    save_audio(run.file("initial.wav"), result.initial_audio, sr)
+    save_preset(run.file("preset.json"), result.synth, index=best, duration_s=options.duration_s,
+                provenance=provenance)
+    write_report(run.file("report.png"), [("before (random init)", result.initial_audio[0]),
+                                          ("after", result.audio[0])], sr, _curves(result.history, best, result.judge_initial, result.judge_final),
+                 title=f"{synth_type}: {prompt!r}")
+    record.update(status="done", best_restart=best, judge_initial=result.judge_initial, judge_final=result.judge_final,
+                  timings_s={"load": round(load_s, 3), "optimise": round(result.seconds, 3)},
+                  outputs=["sound.wav", "initial.wav", "preset.json", "report.png"])
+    run.write(record)
+    run.file(CHECKPOINT_NAME).unlink(missing_ok=True)
+    return record

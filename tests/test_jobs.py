@@ -1,0 +1,148 @@
+"""`sds-audio fm / impact`: the run directory, resume, and bad input, on a tiny random embedded prior."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from sds_audio.cli import main
+from sds_audio.presets import load_preset
+
+from tiny_embedded import write_prior_dir
+
+FAST = ["--steps", "3", "--restarts", "2", "--duration-s", "0.3", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def prior_dir(tmp_path_factory):
+    return str(write_prior_dir(tmp_path_factory.mktemp("tiny_prior")))
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_fm_writes_the_run_directory(tmp_path, prior_dir, capsys):
+    out = tmp_path / "kick"
+    assert main(["fm", "kick drum, bass, reverb", "-o", str(out), "--prior", prior_dir, *FAST]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["initial.wav", "preset.json", "report.png", "run.json",
+                                                     "sound.wav"]
+    info = sf.info(str(out / "sound.wav"))
+    assert (info.subtype, info.samplerate, info.channels) == ("PCM_24", 22050, 1)
+    assert info.frames == round(0.3 * 22050)
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "done" and record["prompt"] == "kick drum, bass, reverb" and record["synth"] == "fm"
+    assert record["options"]["steps"] == 3 and record["synthesis_config"]["restarts"] == 2
+    assert {"sds_audio", "torch", "python"} <= set(record["versions"])
+    assert len(record["judge_final"]) == 2 and all(-1 <= s <= 1 for s in record["judge_final"])
+    assert record["best_restart"] == int(np.argmax(record["judge_final"]))
+
+    # the preset re-renders the written sound (up to 24-bit quantisation)
+    preset = load_preset(out / "preset.json")
+    assert preset.provenance["prompt"] == "kick drum, bass, reverb" and preset.provenance["restart"] == \
+        record["best_restart"]
+    wav, _ = sf.read(str(out / "sound.wav"), dtype="float32", always_2d=True)
+    rendered = preset.render().clamp(-1, 1)[0].T.numpy()
+    assert np.abs(rendered - wav).max() < 2 ** -22
+    assert "judge score" in capsys.readouterr().out
+
+
+def test_impact_runs(tmp_path, prior_dir):
+    out = tmp_path / "pot"
+    assert main(["impact", "hitting a pot with a wooden spoon", "-o", str(out), "--prior", prior_dir, *FAST]) == 0
+    assert load_preset(out / "preset.json").synth.synth_type == "impact"
+
+
+def test_existing_directory_is_refused_unless_overwrite(tmp_path, prior_dir, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("user file")
+    assert main(["fm", "bell", "-o", str(out), "--prior", prior_dir, *FAST]) == 2
+    assert "--overwrite" in _one_error_line(capsys)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert main(["fm", "bell", "-o", str(out), "--prior", prior_dir, "--overwrite", *FAST]) == 0
+    assert (out / "keep.txt").read_text() == "user file" and (out / "preset.json").is_file()
+
+
+def test_interrupted_run_resumes_to_the_same_preset(tmp_path, prior_dir, monkeypatch, capsys):
+    from sds_audio import sds
+
+    args = ["fm", "a soft bell", "--prior", prior_dir, "--steps", "4", "--restarts", "2", "--duration-s", "0.3",
+            "--quiet", "--no-judge"]
+    assert main([*args, "-o", str(tmp_path / "full")]) == 0
+
+    calls = {"n": 0}
+    forward = sds.SDSObjective.forward
+
+    def interrupt_third_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return forward(self, *a, **k)
+
+    monkeypatch.setattr(sds.SDSObjective, "forward", interrupt_third_step)
+    part = tmp_path / "part"
+    assert main([*args, "-o", str(part)]) == 130
+    assert f"--resume {part}" in capsys.readouterr().err
+    assert json.loads((part / "run.json").read_text())["status"] == "interrupted"
+    assert (part / "checkpoint.pt").is_file() and not (part / "preset.json").exists()
+    monkeypatch.setattr(sds.SDSObjective, "forward", forward)
+
+    assert main(["fm", "--resume", str(part), "--quiet"]) == 0
+    assert not (part / "checkpoint.pt").exists()
+    a = load_preset(tmp_path / "full" / "preset.json").controls
+    b = load_preset(part / "preset.json").controls
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    assert main(["fm", "--resume", str(part)]) == 2
+    assert "already finished" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fm", "  ", "-o", "{out}"], "prompt is empty"),
+    (["fm", "bell"], "-o DIR"),
+    (["fm", "bell", "-o", "{out}", "--prior", "no-such-prior"], "unknown prior"),
+    (["fm", "bell", "-o", "{out}", "--prior", "{prior}", "--duration-s", "5"], "maximum"),
+    (["fm", "bell", "-o", "{out}", "--prior", "{prior}", "--steps", "0"], "steps"),
+    (["fm", "--resume", "{out}"], "nothing to resume"),
+    (["impact", "pot", "-o", "{file}"], "is a file"),
+])
+def test_bad_input_is_one_line(tmp_path, prior_dir, capsys, argv, message):
+    (tmp_path / "f.txt").write_text("x")
+    argv = [a.format(out=tmp_path / "out", prior=prior_dir, file=tmp_path / "f.txt") for a in argv]
+    assert main([*argv, "--quiet"]) == 2
+    assert message in _one_error_line(capsys)
+    assert not (tmp_path / "out" / "sound.wav").exists()
+
+
+def test_full_disk_leaves_no_half_written_file(tmp_path, prior_dir, monkeypatch, capsys):
+    real_replace = os.replace
+
+    def full_disk(src, dst):
+        if str(dst).endswith("sound.wav"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    out = tmp_path / "run"
+    assert main(["fm", "bell", "-o", str(out), "--prior", prior_dir, *FAST]) == 1
+    assert "disk is full" in _one_error_line(capsys)
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"]  # no temp file, no partial audio
