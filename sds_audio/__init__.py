@@ -26,6 +26,8 @@ _EXPORTS = {
     "SDSObjective": "sds_audio.sds",
     "synthesize": "sds_audio.tasks.synthesize",
     "SynthesisConfig": "sds_audio.tasks.synthesize",
+    "separate": "sds_audio.tasks.separate",
+    "SeparationConfig": "sds_audio.tasks.separate",
     "SDSAudioError": "sds_audio.errors",
 }
 

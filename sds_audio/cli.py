@@ -131,8 +131,9 @@ def _job_options(args: argparse.Namespace):
     from .jobs import JobOptions
 
     return JobOptions(prior=args.prior, steps=args.steps, seed=args.seed, device=args.device,
-                      guidance_scale=args.cfg, negative_prompt=args.negative, duration_s=args.duration_s,
-                      restarts=args.restarts, lr=args.lr, denoise_steps=args.denoise_steps, judge=not args.no_judge,
+                      guidance_scale=args.cfg, negative_prompt=args.negative,
+                      duration_s=getattr(args, "duration_s", 1.5),
+                      restarts=getattr(args, "restarts", 1), lr=args.lr, denoise_steps=args.denoise_steps, judge=not args.no_judge,
                       progress=not args.quiet)
 
 
@@ -160,6 +161,28 @@ def _cmd_prompt_to_preset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_separate(args: argparse.Namespace) -> int:
+    from .jobs import separate_file
+
+    if args.resume is None and (args.mixture is None or args.output is None):
+        raise SDSAudioError("give a mixture, one -p PROMPT per source and -o DIR (or --resume DIR)")
+    if args.resume is not None and (args.mixture is not None or args.prompt):
+        raise SDSAudioError("--resume continues the run recorded in DIR/run.json; give no mixture or prompts")
+    out = args.resume if args.resume is not None else args.output
+    try:
+        record = separate_file(args.mixture, args.prompt, out, _job_options(args), gamma=args.gamma,
+                               overwrite=args.overwrite, resume=args.resume is not None)
+    except KeyboardInterrupt:
+        print(f"sds-audio: interrupted; continue with: sds-audio separate --resume {out}", file=sys.stderr)
+        return 130
+    scores = ""
+    if record["judge_sources"]:
+        scores = ", judge " + ", ".join(f"{s:.3f} (mixture {m:.3f})"
+                                        for s, m in zip(record["judge_sources"], record["judge_mixture"]))
+    print(f"wrote {out}/: {', '.join(record['outputs'])} ({record['timings_s']['optimise']:.0f} s{scores})")
+    return 0
+
+
 def _add_job_options(p: argparse.ArgumentParser, *, synthesis: bool, default_steps: int) -> None:
     p.add_argument("--prior", default="embedded",
                    help="embedded (shipped), stable-audio-open, or a prior directory (default: embedded)")
@@ -169,7 +192,8 @@ def _add_job_options(p: argparse.ArgumentParser, *, synthesis: bool, default_ste
     p.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance scale (default 5)")
     p.add_argument("--negative", default=None, help="negative prompt")
     p.add_argument("--denoise-steps", type=int, default=4, help="k, denoising steps per SDS update (default 4)")
-    p.add_argument("--lr", type=float, default=0.05 if synthesis else 0.02, help="Adam learning rate")
+    p.add_argument("--lr", type=float, default=0.05 if synthesis else 0.25,
+                   help="Adam learning rate" + ("" if synthesis else " (a fraction of the latents' RMS per step)"))
     if synthesis:
         p.add_argument("--duration-s", type=float, default=1.5, help="sound length in seconds (default 1.5)")
         p.add_argument("--restarts", type=int, default=4, help="random starts optimised together (default 4)")
@@ -205,6 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--resume", metavar="DIR", default=None, help="continue an interrupted run in DIR")
         _add_job_options(p, synthesis=True, default_steps=150)
         p.set_defaults(func=_cmd_prompt_to_preset)
+
+    p = sub.add_parser("separate", help="mixture + one prompt per source -> one WAV per source, report.png, "
+                                        "run.json")
+    p.add_argument("mixture", nargs="?", help="the mixture (any format libsndfile reads; any rate, mono or stereo)")
+    p.add_argument("-p", "--prompt", action="append", default=[], help="one per source, in order")
+    p.add_argument("-o", "--output", help="output directory (refused if it holds files, unless --overwrite)")
+    p.add_argument("--resume", metavar="DIR", default=None, help="continue an interrupted run in DIR")
+    p.add_argument("--gamma", type=float, default=0.3, help="weight of the SDS terms (0 = reconstruction only)")
+    _add_job_options(p, synthesis=False, default_steps=200)
+    p.set_defaults(func=_cmd_separate)
 
     p = sub.add_parser("corpus", help="captioned training corpus")
     corpus_sub = p.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")

@@ -188,3 +188,82 @@ def prompt_to_preset(synth_type: str, prompt: str | None, out_dir: str | Path, o
     run.write(record)
     run.file(CHECKPOINT_NAME).unlink(missing_ok=True)
     return record
+
+
+def _separation_curves(history: list[dict[str, Any]], prompts: list[str]) -> dict[str, dict[str, tuple[list, list]]]:
+    steps = list(range(1, len(history) + 1))
+    curves = {"reconstruction loss (1 = silence)": {"L_rec": (steps, [h["loss_rec"] for h in history])}}
+    if history and history[0]["loss_sds"][0] is not None:
+        curves["SDS loss per source"] = {p[:24]: (steps, [h["loss_sds"][k] for h in history])
+                                         for k, p in enumerate(prompts)}
+    return curves
+
+
+def separate_file(mixture_path: str | Path | None, prompts: list[str] | None, out_dir: str | Path,
+                  options: JobOptions | None = None, *, gamma: float = 0.3, overwrite: bool = False,
+                  resume: bool = False) -> dict[str, Any]:
+    """Separate an audio file into one source per prompt; write the run directory.
+
+    Writes ``{k:02d}_{prompt}.wav`` per source (24-bit, the input's rate and channels),
+    ``report.png`` (mixture and source spectrograms, loss curves) and ``run.json``.
+    With ``resume=True`` the file, prompts and options come from ``out_dir/run.json``.
+    """
+    from .audio_io import load_audio
+    from .priors.registry import load_prior
+    from .report import write_report
+    from .sds import SDSConfig
+    from .tasks.separate import SeparationConfig, check_mixture, check_prompts, separate
+
+    if resume:
+        run = RunDirectory(out_dir, resume=True)
+        record = run.read()
+        if record.get("task") != "separate":
+            raise SDSAudioError(f"{run.path} holds a {record.get('task')!r} run, not a separation run")
+        mixture_path, prompts, gamma = record["mixture"], record["prompts"], record["gamma"]
+        options = JobOptions(**{**record["options"], "progress": options.progress if options else True})
+    else:
+        options = options or JobOptions(steps=200, lr=0.25)
+        record = {"task": "separate", "mixture": str(mixture_path), "prompts": list(prompts or []), "gamma": gamma,
+                  "options": options.to_dict()}
+    config = SeparationConfig(steps=options.steps, lr=options.lr, gamma=gamma, seed=options.seed,
+                              sds=SDSConfig(denoise_steps=options.denoise_steps,
+                                            guidance_scale=options.guidance_scale,
+                                            negative_prompt=options.negative_prompt))
+    if not prompts:
+        raise SDSAudioError("give one prompt per source with -p, e.g. -p \"kick drum\" -p \"rain\"")
+    prompts = check_prompts(prompts)
+    mixture, sample_rate = load_audio(mixture_path)      # unreadable / empty / silent / NaN files fail here
+    check_mixture(mixture, sample_rate)                  # clipped, too short
+    device = _device(options.device)
+    if not resume:
+        run = RunDirectory(out_dir, overwrite=overwrite)
+
+    t_load = time.perf_counter()
+    prior = load_prior(options.prior, device=device)
+    judge, judge_desc = load_judge_scorer(options.judge, device)
+    load_s = time.perf_counter() - t_load
+    record.update(status="running", prior={"name": options.prior, "class": type(prior).__name__,
+                                           "sample_rate": int(prior.sample_rate), "channels": int(prior.channels)},
+                  judge=judge_desc, separation_config=config.to_dict(), device=str(device),
+                  input={"sample_rate": sample_rate, "channels": int(mixture.shape[1]),
+                         "duration_s": mixture.shape[-1] / sample_rate})
+    run.write(record)
+    try:
+        result = separate(mixture.to(device), prompts, prior, config, sample_rate=sample_rate, judge=judge,
+                          checkpoint_dir=run.path, resume=resume, progress=options.progress)
+    except KeyboardInterrupt:
+        record["status"] = "interrupted"
+        run.write(record)
+        raise
+    paths = result.save(run.path)
+    write_report(run.file("report.png"), [("mixture", result.mixture)] +
+                 [(p[:28], s) for p, s in zip(result.prompts, result.sources)], result.sample_rate,
+                 _separation_curves(result.history, result.prompts), title=f"separation: {', '.join(prompts)}")
+    record.update(status="done", judge_sources=result.judge_scores, judge_mixture=result.judge_mixture,
+                  windows=[list(w) for w in result.windows],
+                  timings_s={"load": round(load_s, 3), "optimise": round(result.seconds, 3)},
+                  outputs=[p.name for p in paths] + ["report.png"])
+    run.write(record)
+    for leftover in run.path.glob("separation_checkpoint.pt"):
+        leftover.unlink()
+    return record

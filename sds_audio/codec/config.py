@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from ..errors import SDSAudioError
 
 BOTTLENECKS = ("vae", "rvq")
+BACKBONES = ("conv", "stft")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,15 @@ class CodecConfig:
         codebook_decay: EMA decay of the codebook updates.
         dead_code_threshold: a code whose EMA usage count falls below this is
             replaced by a random encoder output from the batch.
+        backbone: ``"conv"`` (Oobleck / DAC-style strided convolutions near the audio
+            rate; uses ``patch_size``, ``channel_mults``, ``strides``, ``dilations``,
+            ``residual_kernel_size``) or ``"stft"`` (frame-rate ConvNeXt stacks around an
+            STFT / inverse STFT, see :mod:`~sds_audio.codec.stft_backbone`; uses
+            ``stft_n_fft``, ``stft_frames_per_latent``, ``encoder_blocks``,
+            ``decoder_blocks``, and ``encoder_channels`` / ``decoder_channels`` as widths).
+        stft_n_fft: STFT size of the ``"stft"`` backbone (hop ``stft_n_fft / 4``).
+        stft_frames_per_latent: STFT frames per latent frame (``"stft"``).
+        encoder_blocks, decoder_blocks: ConvNeXt blocks (``"stft"``).
     """
 
     sample_rate: int = 22050
@@ -64,6 +74,11 @@ class CodecConfig:
     codebook_size: int = 1024
     codebook_decay: float = 0.99
     dead_code_threshold: float = 1.0
+    backbone: str = "conv"
+    stft_n_fft: int = 1024
+    stft_frames_per_latent: int = 2
+    encoder_blocks: int = 4
+    decoder_blocks: int = 6
 
     def __post_init__(self) -> None:
         for name in ("channel_mults", "strides", "dilations"):
@@ -90,6 +105,12 @@ class CodecConfig:
                                 field="codec.residual_kernel_size")
         if any(d < 1 for d in self.dilations):
             raise SDSAudioError(f"must be positive, got {self.dilations}", field="codec.dilations")
+        if self.backbone not in BACKBONES:
+            raise SDSAudioError(f"must be one of {BACKBONES}, got {self.backbone!r}", field="codec.backbone")
+        for name in ("stft_frames_per_latent", "encoder_blocks", "decoder_blocks"):
+            positive(name)
+        if self.stft_n_fft < 16 or self.stft_n_fft % 4:
+            raise SDSAudioError(f"must be a multiple of 4 and >= 16, got {self.stft_n_fft}", field="codec.stft_n_fft")
         if self.bottleneck not in BOTTLENECKS:
             raise SDSAudioError(f"must be one of {BOTTLENECKS}, got {self.bottleneck!r}", field="codec.bottleneck")
         if not 0.0 < self.codebook_decay < 1.0:
@@ -99,7 +120,10 @@ class CodecConfig:
 
     @property
     def hop_length(self) -> int:
-        """Audio samples per latent frame: ``patch_size * prod(strides)``."""
+        """Audio samples per latent frame: ``patch_size * prod(strides)`` (``"conv"``) or
+        ``stft_n_fft / 4 * stft_frames_per_latent`` (``"stft"``)."""
+        if self.backbone == "stft":
+            return self.stft_n_fft // 4 * self.stft_frames_per_latent
         return self.patch_size * math.prod(self.strides)
 
     @property

@@ -1,4 +1,4 @@
-"""The codec: a convolutional encoder, a bottleneck, and a convolutional decoder.
+"""The codec: an encoder, a bottleneck, and a decoder.
 
 Audio ``(B, C, T)`` at ``config.sample_rate`` becomes latents ``(B, D, L)``
 with ``L = ceil(T / hop_length)`` (the audio is zero-padded on the right to a
@@ -11,6 +11,8 @@ a strided conv), Snake, and a kernel-3 conv to the bottleneck's input
 Decoder: the mirror image, ending in a kernel-7 conv to ``C * patch_size``
 channels that are unfolded back into samples. No output nonlinearity: the
 reconstruction losses keep the range, and a ``tanh`` would squash transients.
+That is the ``"conv"`` backbone; ``CodecConfig(backbone="stft")`` swaps in the
+frame-rate encoder / decoder of :mod:`~sds_audio.codec.stft_backbone`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..errors import SDSAudioError
 from .bottleneck import ResidualVectorQuantizer, VAEBottleneck, gaussian_kl
 from .config import CodecConfig
 from .layers import DecoderBlock, EncoderBlock, Snake, wn_conv1d
+from .stft_backbone import STFTDecoder, STFTEncoder
 
 
 def fold_patches(audio: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -120,8 +123,11 @@ class Codec(nn.Module):
         self.hop_length = cfg.hop_length
         self.latent_rate = cfg.latent_rate
         vae = cfg.bottleneck == "vae"
-        self.encoder = Encoder(cfg, 2 * cfg.latent_channels if vae else cfg.latent_channels)
-        self.decoder = Decoder(cfg)
+        encoder_out = 2 * cfg.latent_channels if vae else cfg.latent_channels
+        if cfg.backbone == "stft":
+            self.encoder, self.decoder = STFTEncoder(cfg, encoder_out), STFTDecoder(cfg)
+        else:
+            self.encoder, self.decoder = Encoder(cfg, encoder_out), Decoder(cfg)
         self.vae = VAEBottleneck() if vae else None
         if vae:
             self.vae.init_scale_bias(self.encoder.net[-1].bias, cfg.latent_channels)

@@ -40,6 +40,11 @@ def _load_stable_audio_tools(source: str, device, dtype, **kwargs: Any) -> Prior
     from .stable_audio_tools import StableAudioToolsPrior, require_stable_audio_tools
 
     require_stable_audio_tools()
+    accepted = {"allow_download", "token"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise SDSAudioError(f"option(s) {', '.join(unknown)} do not apply to stable-audio-tools priors "
+                            f"(they take {', '.join(sorted(accepted))})")
     return StableAudioToolsPrior.from_pretrained(source, device=device, dtype=dtype, **kwargs)
 
 

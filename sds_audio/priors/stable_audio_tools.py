@@ -5,14 +5,25 @@
 loaded with stable-audio-tools' own factory, ``create_model_from_config``, and
 the weights with :mod:`safetensors` (never a pickle).
 
-Installing: stable-audio-tools pins old versions of torch, transformers and
-other packages, so it does not fit the core environment. Give it its own::
+Installing: stable-audio-tools 0.0.19 pins old packages (``pandas==2.0.2``,
+``laion-clap==1.1.4`` -> ``numpy==1.23.5``, ...) and imports ``pkg_resources``,
+which setuptools 81 removed, while torch 2.14 needs ``setuptools>=77.0.3``. Give
+it its own environment and resolve everything in one pip call, with the
+version pinned (unpinned, pip backtracks to 0.0.17, whose ``pypesq`` fails to
+build)::
 
-    python -m venv sat-env && . sat-env/bin/activate
-    pip install 'sds-audio[sat]'        # pulls stable-audio-tools and its pins
+    python3.11 -m venv sat-env
+    sat-env/bin/pip install 'setuptools>=77.0.3,<81' 'stable-audio-tools==0.0.19' -e '.[sat]'
 
 Without it, constructing this prior raises :class:`~sds_audio.errors.SDSAudioError`
 naming the extra. The module itself imports nothing from stable-audio-tools.
+
+Text encoder: ``model.safetensors`` holds no T5 weights. stable-audio-tools'
+T5 conditioner builds its encoder and tokenizer with ``from_pretrained(name)``
+(``t5-base`` for Stable Audio Open), so they must be in the local Hugging Face
+cache; :meth:`StableAudioToolsPrior.from_pretrained` holds the hub offline
+unless ``allow_download=True``. That encoder runs in float16, as the package
+sets it.
 
 Noise parameterisation, read from the model config's
 ``model.diffusion.diffusion_objective``:
@@ -27,17 +38,25 @@ Noise parameterisation, read from the model config's
   uniform in ``t`` down to 0.
 
 Guidance is stable-audio-tools' own: ``cfg_scale`` is passed to its DiT wrapper,
-which batches the conditional and unconditional (or negative-prompt) branches.
+which batches the conditional and unconditional (or negative-prompt) branches;
+the unconditional branch zeroes the cross-attention tokens and keeps the
+duration (global) conditioning. stable-audio-tools' own interface defaults to
+``cfg_scale = 1`` for ``rf_denoiser`` models (Stable Audio Open Small) and to 7
+otherwise; pick the SDS guidance scale accordingly.
+
+Conditioning tensors are made for one prompt (batch 1) and expanded to the
+batch of latents at each call, so a batch of noise draws shares one cache entry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -47,8 +66,8 @@ from .edm import EDMParameterization, dpm_solver_chain
 
 SMALL_HUB_ID = "stabilityai/stable-audio-open-small"
 INSTALL_HINT = ("stable-audio-tools is not installed; install the extra in its own environment: "
-                "`pip install 'sds-audio[sat]'` (it pins old torch/transformers versions), or use the "
-                "diffusers prior 'stable-audio-open'")
+                "`pip install 'sds-audio[sat]' 'stable-audio-tools==0.0.19' 'setuptools>=77.0.3,<81'` (it pins old "
+                "packages and needs pkg_resources), or use the diffusers prior 'stable-audio-open'")
 
 #: stable-audio-tools diffusion objective -> noise form used here
 NOISE_FORMS = {"v": "v", "rectified_flow": "flow", "rf_denoiser": "flow"}
@@ -96,11 +115,54 @@ def conditioning_metadata(model_config: Mapping[str, Any], prompt: str, seconds:
     return [item]
 
 
+def t5_model_names(model_config: Mapping[str, Any]) -> list[str]:
+    """The T5 checkpoints the config's ``t5`` conditioners load with ``from_pretrained`` (default ``t5-base``)."""
+    configs = model_config.get("model", {}).get("conditioning", {}).get("configs", [])
+    return [c.get("config", {}).get("t5_model_name", "t5-base") for c in configs if c.get("type") == "t5"]
+
+
+@contextlib.contextmanager
+def hub_offline(offline: bool = True) -> Iterator[None]:
+    """Hold ``huggingface_hub`` in offline mode (its ``HF_HUB_OFFLINE`` switch) inside the block.
+
+    stable-audio-tools' T5 conditioner calls ``from_pretrained`` with no way to
+    pass ``local_files_only``; this makes it read the local cache only.
+    """
+    if not offline:
+        yield
+        return
+    from huggingface_hub import constants
+
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
+def expand_batch(tensors: Mapping[str, Any], batch: int) -> dict[str, Any]:
+    """Conditioning tensors whose leading (batch) axis is 1, expanded to ``batch`` (views, no copies).
+
+    The DiT concatenates the conditional and unconditional branches along the
+    batch axis, so the conditioning must have the latents' batch size.
+    """
+    out: dict[str, Any] = {}
+    for key, value in tensors.items():
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] != batch:
+            if value.shape[0] != 1:
+                raise ValueError(f"conditioning {key!r} has batch {value.shape[0]}, latents have {batch}")
+            value = value.expand(batch, *value.shape[1:])
+        out[key] = value
+    return out
+
+
 class StableAudioToolsPrior(Prior):
     """A stable-audio-tools ``diffusion_cond`` model seen through the Prior protocol.
 
     Args:
-        model: the ``ConditionedDiffusionModelWrapper`` built by ``create_model_from_config``.
+        model: the ``ConditionedDiffusionModelWrapper`` built by ``create_model_from_config``
+            (a latent model: it needs an autoencoder pretransform).
         model_config: its config dict.
         device, dtype: where and in what precision the model runs.
     """
@@ -109,12 +171,18 @@ class StableAudioToolsPrior(Prior):
                  name: str = "stable-audio-tools"):
         self.form = noise_form(model_config)
         self.model_config = dict(model_config)
+        pretransform = getattr(model, "pretransform", None)
+        if pretransform is None or not hasattr(pretransform, "model"):
+            raise SDSAudioError("this stable-audio-tools model has no autoencoder pretransform; only latent "
+                                "diffusion models can serve as a prior")
         self._device = torch.device(device) if device is not None else torch.device(
             "cuda" if torch.cuda.is_available() else "cpu")
         self._dtype = dtype or torch.float32
+        # The prior keeps the whole model in one dtype; the pretransform's own half switch would
+        # recast the autoencoder to float16 on its first decode and break encode afterwards.
+        pretransform.model_half = False
         self.model = model.eval().requires_grad_(False).to(device=self._device, dtype=self._dtype)
         self.name = name
-        pretransform = model.pretransform
         self.hop_length = int(pretransform.downsampling_ratio)
         self.sample_rate = int(model_config["sample_rate"])
         self.channels = int(model_config.get("audio_channels", 2))
@@ -128,7 +196,16 @@ class StableAudioToolsPrior(Prior):
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = SMALL_HUB_ID, *, device=None, dtype=None,
                         allow_download: bool = False, token: str | None = None) -> "StableAudioToolsPrior":
-        """Load ``model_config.json`` + ``model.safetensors`` from a directory or a hub id."""
+        """Load ``model_config.json`` + ``model.safetensors`` from a directory or a hub id.
+
+        The T5 text encoder is not in ``model.safetensors``: stable-audio-tools loads it by
+        name (``t5-base``) from the Hugging Face cache. Nothing touches the network unless
+        ``allow_download=True``.
+
+        Raises:
+            SDSAudioError: missing files, a model the cache cannot complete, or weights that
+                do not fit the config, with what to do.
+        """
         require_stable_audio_tools()
         from safetensors.torch import load_file
         from stable_audio_tools.models.factory import create_model_from_config
@@ -150,9 +227,25 @@ class StableAudioToolsPrior(Prior):
                     f"cannot get {name_or_path!r}: {type(exc).__name__}. Accept the licence on the hub, log in with "
                     "`huggingface-cli login`, download it once (or pass allow_download=True), or pass a local "
                     "directory") from exc
-        model_config = json.loads(config_path.read_text())
-        model = create_model_from_config(model_config)
-        model.load_state_dict(load_file(str(weights_path)))
+        try:
+            model_config = json.loads(config_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise SDSAudioError(f"cannot read {config_path}: {exc}") from exc
+        noise_form(model_config)  # reject non-text models before building anything
+        try:
+            with hub_offline(not allow_download):
+                model = create_model_from_config(model_config)
+        except Exception as exc:  # missing T5 files, bad config keys: many types
+            t5 = ", ".join(t5_model_names(model_config)) or "none"
+            raise SDSAudioError(
+                f"stable-audio-tools could not build the model of {config_path} ({type(exc).__name__}: {exc}). "
+                f"Its T5 text encoder ({t5}) is loaded by name from the Hugging Face cache: download it once "
+                "(pass allow_download=True) or check the config") from exc
+        try:
+            model.load_state_dict(load_file(str(weights_path)))
+        except Exception as exc:  # safetensors header errors, missing / unexpected keys, shapes
+            raise SDSAudioError(f"{weights_path} does not hold weights for the model of {config_path}: "
+                                f"{type(exc).__name__}: {str(exc)[:300]}") from exc
         return cls(model, model_config, device=device, dtype=dtype, name=f"stable-audio-tools:{name_or_path}")
 
     @property
@@ -167,7 +260,14 @@ class StableAudioToolsPrior(Prior):
         return max(1, math.ceil(n_samples / self.hop_length))
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
-        """Posterior-mean latents ``(B, D, L)`` float32 (pre-bottleneck mean, scaled as the pretransform does)."""
+        """``(B, channels, T)`` -> posterior-mean latents ``(B, D, ceil(T / hop))`` float32.
+
+        The autoencoder's pre-bottleneck mean, divided by the pretransform's ``scale``
+        as its own ``encode`` does (which would draw a sample instead). Differentiable
+        with respect to ``audio`` when grad is on.
+        """
+        if audio.dim() != 3 or audio.shape[1] != self.channels:
+            raise ValueError(f"encode expects (batch, {self.channels}, samples), got {tuple(audio.shape)}")
         if not torch.isfinite(audio).all():
             raise SDSAudioError("audio holds NaN or infinite samples; the prior cannot encode it")
         pad = self.latent_length(audio.shape[-1]) * self.hop_length - audio.shape[-1]
@@ -178,6 +278,7 @@ class StableAudioToolsPrior(Prior):
         return (mean / getattr(pretransform, "scale", 1.0)).float()
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, D, L)`` -> audio ``(B, channels, L * hop)`` float32 (differentiable)."""
         return self.model.pretransform.decode(latents.to(self._device, self._dtype)).float()
 
     def condition(self, prompt: str, negative: str | None = None, seconds: float | None = None) -> Conditioning:
@@ -199,32 +300,50 @@ class StableAudioToolsPrior(Prior):
             self._cache[key] = Conditioning(prompt=key[0], negative=negative, seconds=seconds, tensors=inputs)
         return self._cache[key]
 
+    def _check_t(self, t: torch.Tensor, batch: int) -> torch.Tensor:
+        """``t`` as a float32 ``(batch,)`` CPU tensor in (0, 1] (a single level is shared by the batch)."""
+        t = torch.as_tensor(t, dtype=torch.float32).reshape(-1)
+        if t.numel() == 1 and batch > 1:
+            t = t.expand(batch)
+        if t.numel() != batch:
+            raise ValueError(f"t must have shape ({batch},), got {tuple(t.shape)}")
+        if not (torch.isfinite(t).all() and (t > 0).all() and (t <= 1).all()):
+            raise SDSAudioError("noise levels t must lie in (0, 1]")
+        return t.cpu()
+
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
-        """``tan(pi t / 2)`` (v objective) or ``t`` (flow objectives)."""
+        """``tan(pi t / 2)`` capped at 500 (v objective) or ``t`` (flow objectives)."""
         t = torch.as_tensor(t, dtype=torch.float32)
         return self.edm.sigma(t) if self.form == "v" else t
 
     def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        s = self.sigma(t).to(latents.device).reshape(-1, 1, 1)
+        """``x0 + sigma noise`` (v objective, EDM form) or ``(1 - t) x0 + t noise`` (flow), float32."""
+        s = self.sigma(self._check_t(t, latents.shape[0])).to(latents.device).reshape(-1, 1, 1)
+        noise = noise.to(latents.device).float()
         if self.form == "v":
-            return latents.float() + s * noise.float()
-        return (1 - s) * latents.float() + s * noise.float()
+            return latents.float() + s * noise
+        return (1 - s) * latents.float() + s * noise
 
     def noise_from_x0(self, noisy: torch.Tensor, x0_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        s = self.sigma(t).to(noisy.device).reshape(-1, 1, 1)
+        s = self.sigma(self._check_t(t, noisy.shape[0])).to(noisy.device).reshape(-1, 1, 1)
+        x0_hat = x0_hat.to(noisy.device).float()
         if self.form == "v":
-            return (noisy.float() - x0_hat.float()) / s
-        return (noisy.float() - (1 - s) * x0_hat.float()) / s
+            return (noisy.float() - x0_hat) / s
+        return (noisy.float() - (1 - s) * x0_hat) / s
 
     def _network(self, x: torch.Tensor, timestep: torch.Tensor, cond: Conditioning, g: float) -> torch.Tensor:
-        out = self.model.model(x.to(self._dtype), timestep.to(self._device, self._dtype), **cond.tensors,
-                               cfg_scale=float(g), batch_cfg=True)
+        """The DiT's guided output for latents ``x`` ``(B, D, L)`` at network time ``timestep`` ``(B,)``."""
+        batch = x.shape[0]
+        out = self.model.model(x.to(self._device, self._dtype), timestep.to(self._device, self._dtype).expand(batch),
+                               **expand_batch(cond.tensors, batch), cfg_scale=float(g), batch_cfg=True)
         return out.float()
 
     @torch.no_grad()
     def denoise(self, noisy: torch.Tensor, t: torch.Tensor, cond: Conditioning, guidance_scale: float = 7.0,
                 steps: int = 1) -> torch.Tensor:
-        t = torch.as_tensor(t, dtype=torch.float32).reshape(-1).cpu()
+        if int(steps) < 1:
+            raise SDSAudioError(f"denoising steps must be >= 1, got {steps}")
+        t = self._check_t(t, noisy.shape[0])
         x = noisy.to(self._device).float()
         if self.form == "v":
             def x0_fn(xs: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
