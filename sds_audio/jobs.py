@@ -70,6 +70,9 @@ def _device(name: str | None) -> torch.device:
     return device
 
 
+SYNTH_TYPES = ("fm", "impact")
+
+
 def build_synth(synth_type: str, sample_rate: int, channels: int, seed: int = 0):
     """A fresh synth of a preset type, rendering at ``sample_rate`` / ``channels``."""
     from .synths import FMSynth, ImpactSynth
@@ -78,7 +81,7 @@ def build_synth(synth_type: str, sample_rate: int, channels: int, seed: int = 0)
         return FMSynth(sample_rate=sample_rate, channels=channels)
     if synth_type == "impact":
         return ImpactSynth(sample_rate=sample_rate, channels=channels, seed=seed % 2 ** 31)
-    raise SDSAudioError(f"unknown synth type {synth_type!r}; choose fm or impact")
+    raise SDSAudioError(f"unknown synth type {synth_type!r}; choose {' or '.join(SYNTH_TYPES)}")
 
 
 def load_judge_scorer(enabled: bool, device: torch.device) -> tuple[Callable | None, str]:
@@ -95,6 +98,19 @@ def load_judge_scorer(enabled: bool, device: torch.device) -> tuple[Callable | N
         return judge_score(audio, prompt, model, sample_rate=sample_rate)
 
     return score, str(DEFAULT_JUDGE_PATH.name)
+
+
+def _load_models(options: JobOptions, device: torch.device) -> tuple[Any, Callable | None, dict[str, Any], float]:
+    """Load the prior and the judge; returns ``(prior, judge, run.json fields, seconds taken)``."""
+    from .priors.registry import load_prior
+
+    t_load = time.perf_counter()
+    prior = load_prior(options.prior, device=device)
+    judge, judge_desc = load_judge_scorer(options.judge, device)
+    fields = {"prior": {"name": options.prior, "class": type(prior).__name__,
+                        "sample_rate": int(prior.sample_rate), "channels": int(prior.channels)},
+              "judge": judge_desc, "device": str(device)}
+    return prior, judge, fields, time.perf_counter() - t_load
 
 
 def _curves(history: list[dict[str, Any]], best: int, judge_initial: list[float],
@@ -123,7 +139,6 @@ def prompt_to_preset(synth_type: str, prompt: str | None, out_dir: str | Path, o
     """
     from .audio_io import save_audio
     from .presets import save_preset
-    from .priors.registry import load_prior
     from .report import write_report
     from .sds import SDSConfig
     from .tasks.synthesize import CHECKPOINT_NAME, SynthesisConfig, synthesize
@@ -148,19 +163,15 @@ def prompt_to_preset(synth_type: str, prompt: str | None, out_dir: str | Path, o
                              duration_s=options.duration_s, seed=options.seed,
                              sds=SDSConfig(denoise_steps=options.denoise_steps, guidance_scale=options.guidance_scale,
                                            negative_prompt=options.negative_prompt))
-    build_synth(synth_type, 22050, 1)
+    if synth_type not in SYNTH_TYPES:
+        raise SDSAudioError(f"unknown synth type {synth_type!r}; choose {' or '.join(SYNTH_TYPES)}")
     device = _device(options.device)
     if not resume:
         run = RunDirectory(out_dir, overwrite=overwrite)
 
-    t_load = time.perf_counter()
-    prior = load_prior(options.prior, device=device)
-    judge, judge_desc = load_judge_scorer(options.judge, device)
-    load_s = time.perf_counter() - t_load
+    prior, judge, loaded, load_s = _load_models(options, device)
     synth = build_synth(synth_type, int(prior.sample_rate), int(prior.channels), options.seed)
-    record.update(status="running", prior={"name": options.prior, "class": type(prior).__name__,
-                                           "sample_rate": int(prior.sample_rate), "channels": int(prior.channels)},
-                  judge=judge_desc, synthesis_config=config.to_dict(), device=str(device))
+    record.update(status="running", synthesis_config=config.to_dict(), **loaded)
     run.write(record)
     try:
         result = synthesize(synth, prompt, prior, config, judge=judge, checkpoint_dir=run.path, resume=resume,
@@ -209,9 +220,9 @@ def separate_file(mixture_path: str | Path | None, prompts: list[str] | None, ou
     With ``resume=True`` the file, prompts and options come from ``out_dir/run.json``.
     """
     from .audio_io import load_audio
-    from .priors.registry import load_prior
     from .report import write_report
     from .sds import SDSConfig
+    from .tasks.separate import CHECKPOINT_NAME as SEPARATION_CHECKPOINT
     from .tasks.separate import SeparationConfig, check_mixture, check_prompts, separate
 
     if resume:
@@ -238,13 +249,8 @@ def separate_file(mixture_path: str | Path | None, prompts: list[str] | None, ou
     if not resume:
         run = RunDirectory(out_dir, overwrite=overwrite)
 
-    t_load = time.perf_counter()
-    prior = load_prior(options.prior, device=device)
-    judge, judge_desc = load_judge_scorer(options.judge, device)
-    load_s = time.perf_counter() - t_load
-    record.update(status="running", prior={"name": options.prior, "class": type(prior).__name__,
-                                           "sample_rate": int(prior.sample_rate), "channels": int(prior.channels)},
-                  judge=judge_desc, separation_config=config.to_dict(), device=str(device),
+    prior, judge, loaded, load_s = _load_models(options, device)
+    record.update(status="running", separation_config=config.to_dict(), **loaded,
                   input={"sample_rate": sample_rate, "channels": int(mixture.shape[1]),
                          "duration_s": mixture.shape[-1] / sample_rate})
     run.write(record)
@@ -264,6 +270,5 @@ def separate_file(mixture_path: str | Path | None, prompts: list[str] | None, ou
                   timings_s={"load": round(load_s, 3), "optimise": round(result.seconds, 3)},
                   outputs=[p.name for p in paths] + ["report.png"])
     run.write(record)
-    for leftover in run.path.glob("separation_checkpoint.pt"):
-        leftover.unlink()
+    run.file(SEPARATION_CHECKPOINT).unlink(missing_ok=True)
     return record

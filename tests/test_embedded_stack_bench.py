@@ -47,14 +47,6 @@ def _load_bench():
 bench_mod = _load_bench()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _clip(concept: str, rng: np.random.Generator) -> np.ndarray:
     duration = float(rng.uniform(0.3, 0.7))
     t = np.arange(int(duration * SR)) / SR

@@ -19,14 +19,6 @@ from tiny_embedded import write_prior_dir
 FAST = ["--steps", "3", "--restarts", "2", "--duration-s", "0.3", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def prior_dir(tmp_path_factory):
     return str(write_prior_dir(tmp_path_factory.mktemp("tiny_prior")))

@@ -30,14 +30,6 @@ N = 3200  # 0.4 s at 8 kHz
 N_FFTS = (64, 128, 256)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class PromptOracle(OraclePrior):
     """``denoise`` returns ``(1 - leak t) * target(prompt) + leak t * noisy`` (target cropped to the window)."""
 

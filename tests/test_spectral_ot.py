@@ -19,14 +19,6 @@ N = 2048
 N_FFTS = (128, 256, 512)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _quantile_w1(x: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
     """W1 as the integral over u in [0, 1] of |F^-1(u) - G^-1(u)| (exact, piecewise constant quantiles)."""
     cp, cq = np.cumsum(p) / p.sum(), np.cumsum(q) / q.sum()

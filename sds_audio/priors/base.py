@@ -40,6 +40,8 @@ from typing import Any
 
 import torch
 
+from ..errors import SDSAudioError
+
 
 @dataclass
 class Conditioning:
@@ -107,3 +109,20 @@ class Prior(abc.ABC):
     def latent_length(self, n_samples: int) -> int:
         """Latent frames for ``n_samples`` audio samples (override when the codec pads)."""
         return max(1, round(n_samples * self.latent_rate / self.sample_rate))
+
+
+def check_noise_levels(t: torch.Tensor | float, batch: int) -> torch.Tensor:
+    """``t`` as a float32 ``(batch,)`` CPU tensor in (0, 1]; a single level is shared by the batch.
+
+    Raises:
+        ValueError: a shape that is neither ``()``, ``(1,)`` nor ``(batch,)``.
+        SDSAudioError: a level outside (0, 1] or not finite.
+    """
+    t = torch.as_tensor(t, dtype=torch.float32).reshape(-1)
+    if t.numel() == 1 and batch > 1:
+        t = t.expand(batch)
+    if t.numel() != batch:
+        raise ValueError(f"t must have shape ({batch},), got {tuple(t.shape)}")
+    if not (torch.isfinite(t).all() and (t > 0).all() and (t <= 1).all()):
+        raise SDSAudioError("noise levels t must lie in (0, 1]")
+    return t.cpu()

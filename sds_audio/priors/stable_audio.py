@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from ..errors import SDSAudioError
-from .base import Conditioning, Prior
+from .base import Conditioning, Prior, check_noise_levels
 from .edm import EDMParameterization, dpm_solver_chain
 
 DEFAULT_HUB_ID = "stabilityai/stable-audio-open-1.0"
@@ -321,28 +321,18 @@ class StableAudioOpenPrior(Prior):
         return result
 
     # -- noise ------------------------------------------------------------------------
-    def _check_t(self, t: torch.Tensor, batch: int) -> torch.Tensor:
-        t = torch.as_tensor(t, dtype=torch.float32).reshape(-1)
-        if t.numel() == 1 and batch > 1:
-            t = t.expand(batch)
-        if t.numel() != batch:
-            raise ValueError(f"t must have shape ({batch},), got {tuple(t.shape)}")
-        if not (torch.isfinite(t).all() and (t > 0).all() and (t <= 1).all()):
-            raise SDSAudioError("noise levels t must lie in (0, 1]")
-        return t.cpu()
-
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         """``sigma_data * tan(pi t / 2)`` capped at ``sigma_max`` (see :mod:`sds_audio.priors.edm`)."""
         return self.edm.sigma(t)
 
     def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``x0 + sigma(t) * noise`` (EDM variance-exploding form), float32."""
-        t = self._check_t(t, latents.shape[0])
+        t = check_noise_levels(t, latents.shape[0])
         s = self.sigma(t).to(latents.device).reshape(-1, *([1] * (latents.dim() - 1)))
         return latents.float() + s * noise.to(latents.device).float()
 
     def noise_from_x0(self, noisy: torch.Tensor, x0_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        t = self._check_t(t, noisy.shape[0])
+        t = check_noise_levels(t, noisy.shape[0])
         s = self.sigma(t).to(noisy.device).reshape(-1, *([1] * (noisy.dim() - 1)))
         return (noisy.float() - x0_hat.float()) / s
 
@@ -404,7 +394,7 @@ class StableAudioOpenPrior(Prior):
         ``steps = 1`` returns the model's own clean estimate
         ``c_skip * x + c_out * F(c_in * x, c_noise)`` with guidance applied to ``F``.
         """
-        t = self._check_t(t, noisy.shape[0])
+        t = check_noise_levels(t, noisy.shape[0])
         sigmas = self.edm.chain_sigmas(t, int(steps))
 
         def x0_fn(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

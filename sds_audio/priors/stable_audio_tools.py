@@ -61,7 +61,7 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from ..errors import SDSAudioError
-from .base import Conditioning, Prior
+from .base import Conditioning, Prior, check_noise_levels
 from .edm import EDMParameterization, dpm_solver_chain
 
 SMALL_HUB_ID = "stabilityai/stable-audio-open-small"
@@ -300,17 +300,6 @@ class StableAudioToolsPrior(Prior):
             self._cache[key] = Conditioning(prompt=key[0], negative=negative, seconds=seconds, tensors=inputs)
         return self._cache[key]
 
-    def _check_t(self, t: torch.Tensor, batch: int) -> torch.Tensor:
-        """``t`` as a float32 ``(batch,)`` CPU tensor in (0, 1] (a single level is shared by the batch)."""
-        t = torch.as_tensor(t, dtype=torch.float32).reshape(-1)
-        if t.numel() == 1 and batch > 1:
-            t = t.expand(batch)
-        if t.numel() != batch:
-            raise ValueError(f"t must have shape ({batch},), got {tuple(t.shape)}")
-        if not (torch.isfinite(t).all() and (t > 0).all() and (t <= 1).all()):
-            raise SDSAudioError("noise levels t must lie in (0, 1]")
-        return t.cpu()
-
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         """``tan(pi t / 2)`` capped at 500 (v objective) or ``t`` (flow objectives)."""
         t = torch.as_tensor(t, dtype=torch.float32)
@@ -318,14 +307,14 @@ class StableAudioToolsPrior(Prior):
 
     def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``x0 + sigma noise`` (v objective, EDM form) or ``(1 - t) x0 + t noise`` (flow), float32."""
-        s = self.sigma(self._check_t(t, latents.shape[0])).to(latents.device).reshape(-1, 1, 1)
+        s = self.sigma(check_noise_levels(t, latents.shape[0])).to(latents.device).reshape(-1, 1, 1)
         noise = noise.to(latents.device).float()
         if self.form == "v":
             return latents.float() + s * noise
         return (1 - s) * latents.float() + s * noise
 
     def noise_from_x0(self, noisy: torch.Tensor, x0_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        s = self.sigma(self._check_t(t, noisy.shape[0])).to(noisy.device).reshape(-1, 1, 1)
+        s = self.sigma(check_noise_levels(t, noisy.shape[0])).to(noisy.device).reshape(-1, 1, 1)
         x0_hat = x0_hat.to(noisy.device).float()
         if self.form == "v":
             return (noisy.float() - x0_hat) / s
@@ -343,7 +332,7 @@ class StableAudioToolsPrior(Prior):
                 steps: int = 1) -> torch.Tensor:
         if int(steps) < 1:
             raise SDSAudioError(f"denoising steps must be >= 1, got {steps}")
-        t = self._check_t(t, noisy.shape[0])
+        t = check_noise_levels(t, noisy.shape[0])
         x = noisy.to(self._device).float()
         if self.form == "v":
             def x0_fn(xs: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

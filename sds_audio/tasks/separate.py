@@ -106,7 +106,6 @@ from typing import Any, Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_path
 from ..audio_io import match_channels, resample, save_audio
 from ..errors import SDSAudioError
 from ..priors.base import Prior
@@ -114,6 +113,7 @@ from ..sds import SDSConfig, SDSObjective
 from ..spectral import MultiResolutionSTFTDistance
 from ..synths import LatentSynth
 from ..synths.dsp import fit_length
+from .checkpoint import load_checkpoint, save_checkpoint
 
 CHECKPOINT_NAME = "separation_checkpoint.pt"
 INITS = ("split", "mixture")
@@ -398,18 +398,6 @@ def _signature(prompts: list[str], config: SeparationConfig, mixture: torch.Tens
                        "sample_rate": int(sample_rate), "mixture_sha256": digest}, sort_keys=True)
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user-facing error
-        raise SDSAudioError(f"cannot resume from {path}: the checkpoint is unreadable ({exc})") from exc
-
-
 # --------------------------------------------------------------------------- the run
 def _score(judge: Judge | None, audio: torch.Tensor, sample_rate: int, prompts: list[str]) -> list[float]:
     """Judge score of ``audio[k]`` with ``prompts[k]`` (``audio`` ``(K, C, T)``, or ``(1, C, T)`` shared)."""
@@ -560,7 +548,7 @@ def separate(mixture: torch.Tensor, prompts: Sequence[str], prior: Prior, config
     if resume:
         if ckpt_path is None or not ckpt_path.is_file():
             raise SDSAudioError(f"nothing to resume: {ckpt_path or 'no checkpoint directory given'} does not exist")
-        state = _load_checkpoint(ckpt_path)
+        state = load_checkpoint(ckpt_path)
         if state.get("signature") != signature:
             raise SDSAudioError(f"cannot resume from {ckpt_path}: it was made for another mixture, prompts or "
                                 "options; start afresh without --resume")
@@ -572,7 +560,7 @@ def separate(mixture: torch.Tensor, prompts: Sequence[str], prior: Prior, config
     def checkpoint(w: int, s: int, current: _Window | None) -> None:
         if ckpt_path is None:
             return
-        _save_checkpoint(ckpt_path, {"signature": signature, "window": w, "step": s,
+        save_checkpoint(ckpt_path, {"signature": signature, "window": w, "step": s,
                                      "done": [c.detach().cpu() for c in done],
                                      "history_json": json.dumps(history),
                                      "current": current.state() if current is not None and s > 0 else None})

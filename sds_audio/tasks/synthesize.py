@@ -30,11 +30,11 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_path
 from ..errors import SDSAudioError
 from ..priors.base import Prior
 from ..sds import SDSConfig, SDSObjective
 from ..synths import Synth
+from .checkpoint import load_checkpoint, save_checkpoint
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -126,15 +126,7 @@ def _save_checkpoint(path: Path, synth: Synth, optimizer: torch.optim.Optimizer,
         "history_json": json.dumps(history),
         "judge_initial": judge_initial,
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user-facing error
-        raise SDSAudioError(f"cannot resume from {path}: the checkpoint is unreadable ({exc})") from exc
+    save_checkpoint(path, state)
 
 
 def synthesize(synth: Synth, prompt: str, prior: Prior, config: SynthesisConfig | None = None, *,
@@ -177,7 +169,7 @@ def synthesize(synth: Synth, prompt: str, prior: Prior, config: SynthesisConfig 
     if resume:
         if ckpt_path is None or not ckpt_path.is_file():
             raise SDSAudioError(f"nothing to resume: {ckpt_path or 'no checkpoint directory given'} does not exist")
-        state = _load_checkpoint(ckpt_path)
+        state = load_checkpoint(ckpt_path)
         with torch.no_grad():
             for name, value in state["raw"].items():
                 if name not in synth.raw or synth.raw[name].shape != value.shape:

@@ -59,12 +59,3 @@ def tiny_config():
     return make_tiny_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The codec tests use tiny tensors: one intra-op thread avoids OpenMP start-up and
-    synchronisation costs that dominate on a shared machine. Restored afterwards."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -13,14 +13,6 @@ TINY = dict(backbone="stft", stft_n_fft=64, stft_frames_per_latent=2, encoder_ch
             encoder_blocks=1, decoder_blocks=2, latent_channels=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_hop_and_shapes():
     codec = Codec(CodecConfig(**TINY)).eval()
     assert codec.hop_length == 64 // 4 * 2 == 32

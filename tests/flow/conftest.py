@@ -82,15 +82,6 @@ def write_tiny_corpus(root: Path, n_per_concept: int = 4, seed: int = 0) -> Path
     return root
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def text_encoder():
     from sds_audio.text import TextEncoder

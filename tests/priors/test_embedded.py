@@ -15,14 +15,6 @@ from sds_audio.priors.embedded import EmbeddedPrior, load_embedded_prior
 from tiny_embedded import HOP, TINY_FLOW, build_parts  # tests/ is on pytest's pythonpath
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def text_encoder():
     from sds_audio.text import TextEncoder

@@ -1,18 +1,9 @@
-"""Shared helpers for the renderer tests: one CPU thread, and a finite-difference checker."""
+"""Shared helpers for the renderer tests: a finite-difference checker (one CPU thread: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and keeps timings stable on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def directional_fd_errors(synth, loss_fn, generator: torch.Generator, h: float = 2e-6):
