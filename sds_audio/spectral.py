@@ -85,24 +85,36 @@ def linear_magnitude_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _per_item_mean((a - b).abs())
 
 
+def spectral_convergence(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``||a - b||_F / ||b||_F`` per batch item (``b`` is the reference): scale-free, led by the loudest bins."""
+    return (a - b).flatten(1).norm(dim=1) / (b.flatten(1).norm(dim=1) + 1e-12)
+
+
 def log_magnitude_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference of log magnitudes, per batch item ``(B,)``."""
     return _per_item_mean((torch.log(a) - torch.log(b)).abs())
 
 
 class MultiResolutionSTFTDistance(nn.Module):
-    """Spectral distance averaged over resolutions: ``log_weight * log + linear_weight * linear``.
+    """Spectral distance averaged over resolutions:
+    ``log_weight * log + linear_weight * linear + convergence_weight * spectral convergence``.
+
+    The log term weighs every bin alike, so a broad "average" spectrum scores well
+    against a few loud partials; spectral convergence (relative Frobenius error,
+    ``y`` the reference) is led by exactly those partials.
 
     ``forward(x, y)`` takes two ``(B, C, T)`` signals (``y`` may have batch 1 and
     is broadcast) and returns ``(B,)``.
     """
 
     def __init__(self, n_ffts: Sequence[int] = DEFAULT_N_FFTS, log_weight: float = 1.0,
-                 linear_weight: float = 1.0, hop_fraction: float = 0.25, eps: float = 1e-8):
+                 linear_weight: float = 1.0, hop_fraction: float = 0.25, eps: float = 1e-8,
+                 convergence_weight: float = 0.0):
         super().__init__()
         self.stft = MultiResolutionSTFT(n_ffts, hop_fraction=hop_fraction, eps=eps)
         self.log_weight = float(log_weight)
         self.linear_weight = float(linear_weight)
+        self.convergence_weight = float(convergence_weight)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if x.shape[1:] != y.shape[1:]:
@@ -114,4 +126,6 @@ class MultiResolutionSTFTDistance(nn.Module):
                 total = total + self.log_weight * log_magnitude_distance(sx, sy)
             if self.linear_weight:
                 total = total + self.linear_weight * linear_magnitude_distance(sx, sy)
+            if self.convergence_weight:
+                total = total + self.convergence_weight * spectral_convergence(sx, sy)
         return total / len(self.stft.n_ffts)

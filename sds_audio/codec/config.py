@@ -17,6 +17,7 @@ from ..errors import SDSAudioError
 
 BOTTLENECKS = ("vae", "rvq")
 BACKBONES = ("conv", "stft")
+STFT_PHASES = ("accumulated", "free")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,13 @@ class CodecConfig:
         stft_n_fft: STFT size of the ``"stft"`` backbone (hop ``stft_n_fft / 4``).
         stft_frames_per_latent: STFT frames per latent frame (``"stft"``).
         encoder_blocks, decoder_blocks: ConvNeXt blocks (``"stft"``).
+        stft_phase: how the ``"stft"`` decoder makes phase. ``"accumulated"``: it
+            predicts each frame's phase advance (relative to the bin's centre
+            frequency) and the phase is the running sum, so a steady partial gets
+            a coherent phase from a stationary prediction; the encoder also sees
+            the measured phase advance. ``"free"``: it predicts each frame's
+            absolute phase (the first STFT codecs; steady partials partly cancel
+            in the overlap-add). Configs saved before this field existed are ``"free"``.
     """
 
     sample_rate: int = 22050
@@ -79,6 +87,7 @@ class CodecConfig:
     stft_frames_per_latent: int = 2
     encoder_blocks: int = 4
     decoder_blocks: int = 6
+    stft_phase: str = "accumulated"
 
     def __post_init__(self) -> None:
         for name in ("channel_mults", "strides", "dilations"):
@@ -111,6 +120,8 @@ class CodecConfig:
             positive(name)
         if self.stft_n_fft < 16 or self.stft_n_fft % 4:
             raise SDSAudioError(f"must be a multiple of 4 and >= 16, got {self.stft_n_fft}", field="codec.stft_n_fft")
+        if self.stft_phase not in STFT_PHASES:
+            raise SDSAudioError(f"must be one of {STFT_PHASES}, got {self.stft_phase!r}", field="codec.stft_phase")
         if self.bottleneck not in BOTTLENECKS:
             raise SDSAudioError(f"must be one of {BOTTLENECKS}, got {self.bottleneck!r}", field="codec.bottleneck")
         if not 0.0 < self.codebook_decay < 1.0:
@@ -148,15 +159,21 @@ class CodecConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CodecConfig":
-        """Build from a dict; unknown keys or bad values raise :class:`SDSAudioError`."""
+        """Build from a dict; unknown keys or bad values raise :class:`SDSAudioError`.
+
+        Missing keys take the field defaults, except ``stft_phase``, which takes
+        ``"free"`` (what every config saved before the field existed used).
+        """
         if not isinstance(data, Mapping):
             raise SDSAudioError(f"codec config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise SDSAudioError(f"codec config has unknown keys {unknown}; known keys are {sorted(known)}")
+        data = dict(data)
+        data.setdefault("stft_phase", "free")  # saved before the field existed
         try:
-            return cls(**dict(data))
+            return cls(**data)
         except (TypeError, ValueError) as exc:
             raise SDSAudioError(f"codec config is invalid: {exc}") from exc
 

@@ -4,16 +4,25 @@ The convolutional backbone (:mod:`~sds_audio.codec.model`) runs its first and
 last stages near the audio rate, which is what makes it expensive to train on a
 CPU. This backbone lets an STFT do that work instead:
 
-Encoder: ``|STFT|`` (``n_fft``, hop ``n_fft / 4``, Hann) of the audio, log-compressed;
-the ``frames_per_latent`` STFT frames under each latent frame are stacked into
-channels; a 1x1 conv, ``encoder_blocks`` ConvNeXt blocks, and a conv to the
-bottleneck's input.
+Encoder: ``|STFT|`` (``n_fft``, hop ``n_fft / 4``, Hann) of the audio, log-compressed,
+and (``stft_phase="accumulated"``) each bin's phase advance since the previous frame
+relative to the advance of the bin's centre frequency, as a 2-vector that fades to
+zero in quiet bins; the ``frames_per_latent`` STFT frames under each latent frame are
+stacked into channels; a 1x1 conv, ``encoder_blocks`` ConvNeXt blocks, and a conv to
+the bottleneck's input.
 
 Decoder: a conv from the latents, ``decoder_blocks`` ConvNeXt blocks, and a 1x1 conv
-to, per STFT frame and bin, a log-magnitude and a phase (as an unnormalised 2-vector
-whose angle is the phase); the complex spectrum goes through ``torch.istft``. Every
-layer runs at 43 frames per second (22050 Hz, hop 512), so a second of audio costs a
-few hundred MFLOPs instead of gigaflops.
+to, per STFT frame and bin, a log-magnitude and an angle (as an unnormalised
+2-vector). With ``stft_phase="accumulated"`` the angle is the frame's phase advance
+beyond the bin's centre frequency and the phase is the running sum of advances: a
+steady partial needs the same prediction in every frame, which a convolution can
+give, and its overlapping frames add up in phase. With ``"free"`` the angle is the
+phase itself, which for a steady partial must grow linearly with the frame index;
+a convolution cannot follow that over long spans, and the overlap-add partly
+cancels sustained tones (the first STFT codecs lost 10-100x of the level of
+harmonicas and recorders that way). The complex spectrum goes through
+``torch.istft``. Every layer runs at 43 frames per second (22050 Hz, hop 512), so a
+second of audio costs a few hundred MFLOPs instead of gigaflops.
 
 Both are differentiable end to end; the decoder's output length is exactly
 ``L * hop_length`` samples.
@@ -28,6 +37,7 @@ from torch import nn
 from .config import CodecConfig
 
 LOG_FLOOR = 1e-5  # magnitude floor before the log (about -100 dB re. full scale per bin)
+ADVANCE_FLOOR = 1e-6  # |X[n] X[n-1]| scale under which the encoder's phase-advance feature fades to zero
 MAX_LOG_MAGNITUDE = 8.0  # exp(8) ~ 3000: above any bin of a full-scale signal with a 1024-point Hann window
 
 
@@ -58,6 +68,28 @@ def _window(n_fft: int, like: torch.Tensor) -> torch.Tensor:
     return torch.hann_window(n_fft, device=like.device, dtype=like.dtype)
 
 
+def bin_advance_rad(n_fft: int, hop: int, dtype: torch.dtype = torch.float64,
+                    device: torch.device | None = None) -> torch.Tensor:
+    """``(n_fft // 2 + 1, 1)``: phase advance per hop of each bin's centre frequency, wrapped to [0, 2 pi)."""
+    k = torch.arange(n_fft // 2 + 1, device=device, dtype=torch.int64)
+    return (2 * torch.pi * ((k * hop) % n_fft) / n_fft).to(dtype).unsqueeze(-1)
+
+
+def phase_advance_features(spec: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """``(..., bins, frames)`` complex STFT -> ``(..., 2, bins, frames)`` phase-advance 2-vectors.
+
+    ``u = X[n] conj(X[n-1]) exp(-i w_k) / (|.| + ADVANCE_FLOOR)``: a unit vector at the
+    angle by which bin ``k`` turned beyond its centre frequency ``w_k`` since the
+    previous frame, shrinking to zero where the bin is quiet (frame 0 has no previous
+    frame and gets zero).
+    """
+    prev = F.pad(spec[..., :-1], (1, 0))
+    turn = torch.polar(torch.ones_like(spec.real), -bin_advance_rad(n_fft, hop, spec.real.dtype, spec.device))
+    z = spec * prev.conj() * turn
+    u = z / (z.abs() + ADVANCE_FLOOR)
+    return torch.stack([u.real, u.imag], dim=-3)
+
+
 class STFTEncoder(nn.Module):
     """``(B, C, T)`` with ``T % hop_length == 0`` -> ``(B, out_channels, T / hop_length)``."""
 
@@ -66,8 +98,9 @@ class STFTEncoder(nn.Module):
         self.n_fft = config.stft_n_fft
         self.hop = config.stft_n_fft // 4
         self.k = config.stft_frames_per_latent
+        self.phase_features = config.stft_phase == "accumulated"
         width = config.encoder_channels
-        n_in = config.channels * (self.n_fft // 2 + 1) * self.k
+        n_in = config.channels * (self.n_fft // 2 + 1) * self.k * (3 if self.phase_features else 1)
         layers: list[nn.Module] = [nn.Conv1d(n_in, width, 1)]
         layers += [ConvNeXtBlock(width) for _ in range(config.encoder_blocks)]
         layers += [nn.LayerNorm(width, eps=1e-6)]
@@ -76,7 +109,8 @@ class STFTEncoder(nn.Module):
         self.net = nn.Sequential(nn.Conv1d(width, out_channels, 3, padding=1))  # net[-1]: the output conv
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
-        """``(B, C, T)`` -> ``(B, C * bins * k, T / hop_length)`` log magnitudes."""
+        """``(B, C, T)`` -> ``(B, C * F * bins * k, T / hop_length)``: per bin the log magnitude
+        (``F = 1``), plus the phase-advance 2-vector (``F = 3``, ``stft_phase="accumulated"``)."""
         b, c, t = audio.shape
         x = _at_least_fp32(audio.reshape(b * c, t))
         # centred frames; reflect padding at the ends (what training saw), zeros when the clip is too short
@@ -84,11 +118,13 @@ class STFTEncoder(nn.Module):
         spec = torch.stft(x, self.n_fft, self.hop, window=_window(self.n_fft, x), center=True, pad_mode=pad_mode,
                           return_complex=True)
         n_frames = t // self.hop
-        mag = spec.abs()[..., :n_frames]                                  # (B*C, bins, n_frames)
-        logmag = torch.log(mag + LOG_FLOOR)
-        bins = logmag.shape[1]
-        logmag = logmag.reshape(b, c, bins, n_frames // self.k, self.k)   # group k frames per latent frame
-        return logmag.permute(0, 1, 4, 2, 3).reshape(b, c * self.k * bins, n_frames // self.k)
+        spec = spec[..., :n_frames]                                       # (B*C, bins, n_frames)
+        feats = torch.log(spec.abs() + LOG_FLOOR).unsqueeze(1)            # (B*C, F, bins, n_frames)
+        if self.phase_features:
+            feats = torch.cat([feats, phase_advance_features(spec, self.n_fft, self.hop)], dim=1)
+        _, f, bins, _ = feats.shape
+        feats = feats.reshape(b, c, f, bins, n_frames // self.k, self.k)  # group k frames per latent frame
+        return feats.permute(0, 1, 5, 2, 3, 4).reshape(b, c * self.k * f * bins, n_frames // self.k)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.features(audio))
@@ -111,6 +147,11 @@ class STFTDecoder(nn.Module):
         self.blocks = nn.Sequential(*[ConvNeXtBlock(width) for _ in range(config.decoder_blocks)])
         self.norm = nn.LayerNorm(width, eps=1e-6)
         self.out = nn.Conv1d(width, config.channels * self.k * self.bins * 3, 1)
+        self.accumulate = config.stft_phase == "accumulated"
+        if self.accumulate:
+            # start near "no advance beyond the bin centre" (angle of (3, small) ~ 0), i.e. coherent partials
+            with torch.no_grad():
+                self.out.bias.view(config.channels, self.k, 3, self.bins)[:, :, 1].fill_(3.0)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         b, _, n = z.shape
@@ -120,8 +161,14 @@ class STFTDecoder(nn.Module):
         h = h.permute(0, 1, 3, 4, 5, 2).reshape(b * self.channels, 3, self.bins, n * self.k)
         logmag, re, im = h.unbind(1)
         mag = torch.exp(logmag.clamp(max=MAX_LOG_MAGNITUDE))
-        norm = torch.sqrt(re.square() + im.square() + 1e-8)               # phase = angle of (re, im)
-        spec = torch.complex(mag * re / norm, mag * im / norm)
+        if self.accumulate:
+            # phase = running sum of (centre advance + predicted extra advance), summed in float64, wrapped
+            advance = bin_advance_rad(self.n_fft, self.hop, torch.float64, h.device) + torch.atan2(im, re).double()
+            phase = torch.remainder(torch.cumsum(advance, dim=-1), 2 * torch.pi).to(mag.dtype)
+            spec = torch.polar(mag, phase)
+        else:
+            norm = torch.sqrt(re.square() + im.square() + 1e-8)           # phase = angle of (re, im)
+            spec = torch.complex(mag * re / norm, mag * im / norm)
         # one extra (silent) frame so the centred inverse STFT covers every sample of the last hop
         spec = F.pad(spec, (0, 1))
         audio = torch.istft(spec, self.n_fft, self.hop, window=_window(self.n_fft, spec.real), center=True,

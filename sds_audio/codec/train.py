@@ -53,7 +53,7 @@ WEIGHTS_NAME = "codec.safetensors"
 METRICS_NAME = "metrics.json"
 #: settings that fix the data order; a resumed run must use the same values
 _DATA_SETTINGS = ("seed", "batch_size", "segment_s")
-_LOSS_KEYS = ("loss", "stft", "mel", "kl", "commitment", "adv", "fm", "disc", "grad_norm")
+_LOSS_KEYS = ("loss", "stft", "mel", "phase", "kl", "commitment", "adv", "fm", "disc", "grad_norm")
 
 
 @functools.lru_cache(maxsize=4)
@@ -104,7 +104,7 @@ def _train_step(step: int, audio: torch.Tensor, *, codec: Codec, discriminator: 
     out = codec(audio, generator=generator, n_active_codebooks=n_active)
     rec = rec_loss(out.audio, audio)
     loss = rec["total"] + settings["kl_weight"] * out.kl + settings["commitment_weight"] * out.commitment_loss
-    logs = {"stft": rec["stft"].item(), "mel": rec["mel"].item(), "kl": out.kl.item(),
+    logs = {"stft": rec["stft"].item(), "mel": rec["mel"].item(), "phase": rec["phase"].item(), "kl": out.kl.item(),
             "commitment": out.commitment_loss.item(), "adv": 0.0, "fm": 0.0, "disc": 0.0}
     adversarial = settings["adversarial"] and step >= settings["adversarial_start_step"]
     if adversarial:
@@ -191,7 +191,7 @@ def train_codec(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
                 adversarial_weight: float = 0.1, feature_matching_weight: float = 0.2,
                 warmup_steps: int = 200, gain_range_db: float = 12.0, quantizer_dropout: float = 0.5,
                 grad_clip: float = 5.0, disc_channels: int = 16, log_every: int = 50, fp16: bool = False,
-                eval_clips: int = 32) -> dict[str, Any]:
+                eval_clips: int = 32, phase_weight: float = 0.0, convergence_weight: float = 0.0) -> dict[str, Any]:
     """Train a codec on ``corpus_dir`` and write it to ``out_dir``.
 
     Args:
@@ -225,6 +225,12 @@ def train_codec(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
         log_every: steps per entry of the loss history (window means).
         fp16: store ``codec.safetensors`` in float16 (for shipping).
         eval_clips: heldout clips for the final metrics.
+        phase_weight: weight of the phase-advance term of the reconstruction loss
+            (:func:`~sds_audio.codec.losses.phase_advance_distance`, at the STFT
+            backbone's ``stft_n_fft``); 0 leaves it out.
+        convergence_weight: weight of the spectral-convergence term inside the
+            MR-STFT loss (led by the loudest partials, which the log term
+            underweights); 0 leaves it out. Loss weights may change on resume.
 
     Returns:
         the metrics dict also written to ``metrics.json``.
@@ -254,7 +260,8 @@ def train_codec(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
                 "adversarial_weight": float(adversarial_weight),
                 "feature_matching_weight": float(feature_matching_weight), "gain_range_db": float(gain_range_db),
                 "quantizer_dropout": float(quantizer_dropout), "grad_clip": float(grad_clip),
-                "disc_n_ffts": list(DEFAULT_DISC_N_FFTS), "disc_channels": int(disc_channels)}
+                "disc_n_ffts": list(DEFAULT_DISC_N_FFTS), "disc_channels": int(disc_channels),
+                "phase_weight": float(phase_weight), "convergence_weight": float(convergence_weight)}
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -263,7 +270,8 @@ def train_codec(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
                                                     config.channels)
     codec.to(device).train()
     discriminator.to(device).train()
-    rec_loss = ReconstructionLoss(config.sample_rate).to(device)
+    rec_loss = ReconstructionLoss(config.sample_rate, phase_weight=phase_weight, phase_n_fft=config.stft_n_fft,
+                                  convergence_weight=convergence_weight).to(device)
     opt_g = torch.optim.AdamW(codec.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.0)
     opt_d = torch.optim.AdamW(discriminator.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.0)
     generator = torch.Generator(device=device)
@@ -329,7 +337,7 @@ def train_codec(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
             bar.update(1)
             if ema:
                 bar.set_postfix(loss=f"{ema['loss']:.3f}", stft=f"{ema['stft']:.3f}", mel=f"{ema['mel']:.3f}",
-                                kl=f"{ema['kl']:.1f}", refresh=False)
+                                phase=f"{ema['phase']:.3f}", kl=f"{ema['kl']:.1f}", refresh=False)
     finally:
         bar.close()
     wall_s = time.perf_counter() - t_start

@@ -68,3 +68,42 @@ def test_reconstruction_loss_zero_for_identical_and_grows_with_error():
     small = loss(x + 0.01 * torch.randn_like(x), x)["total"].item()
     large = loss(x + 0.3 * torch.randn_like(x), x)["total"].item()
     assert 0 < small < large
+
+
+def test_phase_advance_distance_zero_for_identical_and_gain_invariant():
+    from sds_audio.codec.losses import phase_advance_distance
+
+    t = torch.arange(4096) / 22050
+    x = torch.sin(2 * torch.pi * 440 * t).reshape(1, 1, -1)
+    same = float(phase_advance_distance(x, x, n_fft=256)[0])
+    assert same < 5e-3                     # the floor's bias on the tone's quiet side-lobe bins
+    assert float(phase_advance_distance(0.5 * x, x, n_fft=256)[0]) < 2 * same + 1e-3  # magnitude is not its business
+    assert float(phase_advance_distance(x, x, n_fft=256, rel_floor=0.0)[0]) < 1e-6
+
+
+def test_phase_advance_distance_sees_a_frequency_error_magnitude_losses_barely_see():
+    """A partial 1/4 bin off turns pi/8 per hop too fast: 1 - cos(pi/8) ~ 0.076 near the partial."""
+    from sds_audio.codec.losses import phase_advance_distance
+
+    n_fft = 256
+    t = torch.arange(8192, dtype=torch.float64)
+    target = torch.cos(2 * torch.pi * 20 / n_fft * t).reshape(1, 1, -1)
+    off = torch.cos(2 * torch.pi * 20.25 / n_fft * t).reshape(1, 1, -1)
+    d = float(phase_advance_distance(off, target, n_fft=n_fft)[0])
+    assert abs(d - (1 - torch.cos(torch.tensor(torch.pi / 8)).item())) < 0.01
+    far = torch.cos(2 * torch.pi * 20.5 / n_fft * t).reshape(1, 1, -1)
+    assert float(phase_advance_distance(far, target, n_fft=n_fft)[0]) > 2 * d
+
+
+def test_phase_advance_distance_finite_on_silence_and_in_the_reconstruction_loss():
+    from sds_audio.codec.losses import phase_advance_distance
+
+    x = torch.zeros(2, 1, 2048, requires_grad=True)
+    d = phase_advance_distance(x, torch.zeros(2, 1, 2048), n_fft=256)
+    d.sum().backward()
+    assert torch.isfinite(d).all() and torch.isfinite(x.grad).all()
+    loss = ReconstructionLoss(22050, stft_n_ffts=(256,), mel_scales=((256, 16),), phase_weight=0.5, phase_n_fft=256)
+    y = torch.randn(1, 1, 2048)
+    out = loss(y, y)
+    assert float(out["phase"]) < 5e-3 and set(out) == {"stft", "mel", "phase", "total"}
+    assert float(ReconstructionLoss(22050, stft_n_ffts=(256,), mel_scales=((256, 16),))(y, y)["phase"]) == 0.0
