@@ -109,9 +109,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.lr is not None:
         common["lr"] = args.lr
     if args.model == "codec":
-        from .codec.train import train_codec
+        from .codec.train import codec_recipe, train_codec
 
-        metrics = train_codec(args.corpus, args.out, adversarial=args.adversarial, fp16=True, **common)
+        metrics = train_codec(args.corpus, args.out, adversarial=args.adversarial, fp16=True,
+                              **{**codec_recipe(), **common})
     elif args.model == "flow":
         from .flow.train import train_flow
 

@@ -83,3 +83,21 @@ def test_describe_priors_reports_missing_embedded_weights(monkeypatch, tmp_path)
     assets = Path(registry.__file__).resolve().parent.parent / "assets"
     shipped = (assets / "codec.safetensors").is_file() and (assets / "flow.safetensors").is_file()
     assert status["embedded"].startswith("available" if shipped else "weights missing")
+
+
+def test_train_codec_runs_the_recipe_with_command_line_overrides(monkeypatch, tmp_path, capsys):
+    import sds_audio.codec.train as codec_train
+
+    seen = {}
+
+    def fake_train_codec(corpus, out, **kwargs):
+        seen.update(kwargs, corpus=corpus, out=out)
+        return {"steps": kwargs["steps"]}
+
+    monkeypatch.setattr(codec_train, "train_codec", fake_train_codec)
+    assert main(["train", "codec", "--corpus", str(tmp_path), "--out", str(tmp_path / "o"), "--steps", "7"]) == 0
+    recipe = codec_train.codec_recipe()
+    assert seen["steps"] == 7                                    # the command line wins
+    assert seen["config"] == recipe["config"] and seen["config"].stft_phase == "accumulated"
+    assert seen["phase_weight"] == recipe["phase_weight"] > 0 and seen["kl_weight"] == recipe["kl_weight"]
+    assert seen["fp16"] is True and "steps=7" in capsys.readouterr().out
