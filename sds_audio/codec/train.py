@@ -189,7 +189,8 @@ def codec_recipe() -> dict[str, Any]:
     STFT backbone with accumulated phase, 64 latent channels at 43 Hz (8x
     compression of 22.05 kHz mono), KL 1e-6, phase-advance loss 0.5, spectral
     convergence 1.0, 10,000 steps of 8 one-second crops (about 1.5 h at ~2
-    steps/s). Measured with it: see the codec notes in README.md.
+    steps/s). The measured run (README.md, codec notes) added spectral convergence at
+    step 7,000 of a run without it; this recipe has it from the start.
     """
     return {"config": CodecConfig(backbone="stft", encoder_channels=256, decoder_channels=384, latent_channels=64,
                                   stft_phase="accumulated"),
