@@ -73,15 +73,20 @@ def _device(name: str | None) -> torch.device:
 SYNTH_TYPES = ("fm", "impact")
 
 
+def check_synth_type(synth_type: str) -> None:
+    """SDSAudioError unless ``synth_type`` is one of :data:`SYNTH_TYPES`."""
+    if synth_type not in SYNTH_TYPES:
+        raise SDSAudioError(f"unknown synth type {synth_type!r}; choose {' or '.join(SYNTH_TYPES)}")
+
+
 def build_synth(synth_type: str, sample_rate: int, channels: int, seed: int = 0):
     """A fresh synth of a preset type, rendering at ``sample_rate`` / ``channels``."""
     from .synths import FMSynth, ImpactSynth
 
+    check_synth_type(synth_type)
     if synth_type == "fm":
         return FMSynth(sample_rate=sample_rate, channels=channels)
-    if synth_type == "impact":
-        return ImpactSynth(sample_rate=sample_rate, channels=channels, seed=seed % 2 ** 31)
-    raise SDSAudioError(f"unknown synth type {synth_type!r}; choose {' or '.join(SYNTH_TYPES)}")
+    return ImpactSynth(sample_rate=sample_rate, channels=channels, seed=seed % 2 ** 31)
 
 
 def load_judge_scorer(enabled: bool, device: torch.device) -> tuple[Callable | None, str]:
@@ -163,8 +168,7 @@ def prompt_to_preset(synth_type: str, prompt: str | None, out_dir: str | Path, o
                              duration_s=options.duration_s, seed=options.seed,
                              sds=SDSConfig(denoise_steps=options.denoise_steps, guidance_scale=options.guidance_scale,
                                            negative_prompt=options.negative_prompt))
-    if synth_type not in SYNTH_TYPES:
-        raise SDSAudioError(f"unknown synth type {synth_type!r}; choose {' or '.join(SYNTH_TYPES)}")
+    check_synth_type(synth_type)
     device = _device(options.device)
     if not resume:
         run = RunDirectory(out_dir, overwrite=overwrite)

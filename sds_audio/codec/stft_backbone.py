@@ -84,8 +84,8 @@ def phase_advance_features(spec: torch.Tensor, n_fft: int, hop: int) -> torch.Te
     frame and gets zero).
     """
     prev = F.pad(spec[..., :-1], (1, 0))
-    turn = torch.polar(torch.ones_like(spec.real), -bin_advance_rad(n_fft, hop, spec.real.dtype, spec.device))
-    z = spec * prev.conj() * turn
+    centre = bin_advance_rad(n_fft, hop, spec.real.dtype, spec.device)     # (bins, 1), broadcast over frames
+    z = spec * prev.conj() * torch.polar(torch.ones_like(centre), -centre)
     u = z / (z.abs() + ADVANCE_FLOOR)
     return torch.stack([u.real, u.imag], dim=-3)
 

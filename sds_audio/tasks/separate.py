@@ -561,9 +561,9 @@ def separate(mixture: torch.Tensor, prompts: Sequence[str], prior: Prior, config
         if ckpt_path is None:
             return
         save_checkpoint(ckpt_path, {"signature": signature, "window": w, "step": s,
-                                     "done": [c.detach().cpu() for c in done],
-                                     "history_json": json.dumps(history),
-                                     "current": current.state() if current is not None and s > 0 else None})
+                                    "done": [c.detach().cpu() for c in done],
+                                    "history_json": json.dumps(history),
+                                    "current": current.state() if current is not None and s > 0 else None})
 
     total_steps = len(windows) * config.steps
     bar = tqdm(total=total_steps, initial=first_window * config.steps + first_step, disable=not progress,
