@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from ..errors import SDSAudioError
 
 BOTTLENECKS = ("vae", "rvq")
-BACKBONES = ("conv", "stft")
+BACKBONES = ("conv", "stft", "band")
 STFT_PHASES = ("accumulated", "free")
 
 
@@ -51,10 +51,14 @@ class CodecConfig:
             replaced by a random encoder output from the batch.
         backbone: ``"conv"`` (Oobleck / DAC-style strided convolutions near the audio
             rate; uses ``patch_size``, ``channel_mults``, ``strides``, ``dilations``,
-            ``residual_kernel_size``) or ``"stft"`` (frame-rate ConvNeXt stacks around an
+            ``residual_kernel_size``), ``"stft"`` (frame-rate ConvNeXt stacks around an
             STFT / inverse STFT, see :mod:`~sds_audio.codec.stft_backbone`; uses
             ``stft_n_fft``, ``stft_frames_per_latent``, ``encoder_blocks``,
-            ``decoder_blocks``, and ``encoder_channels`` / ``decoder_channels`` as widths).
+            ``decoder_blocks``, and ``encoder_channels`` / ``decoder_channels`` as widths)
+            or ``"band"`` (2-D ConvNeXt stacks over frequency x time around the same
+            STFT, latents per frequency band, see :mod:`~sds_audio.codec.band_backbone`;
+            uses the ``"stft"`` fields, ``band_*``, and ``encoder_channels`` /
+            ``decoder_channels`` as the band-grid widths, half of them on the fine grid).
         stft_n_fft: STFT size of the ``"stft"`` backbone (hop ``stft_n_fft / 4``).
         stft_frames_per_latent: STFT frames per latent frame (``"stft"``).
         encoder_blocks, decoder_blocks: ConvNeXt blocks (``"stft"``).
@@ -65,6 +69,12 @@ class CodecConfig:
             the measured phase advance. ``"free"``: it predicts each frame's
             absolute phase (the first STFT codecs; steady partials partly cancel
             in the overlap-add). Configs saved before this field existed are ``"free"``.
+            Also used by the ``"band"`` backbone.
+        band_count: ``"band"`` backbone: frequency bands of the latent grid; the latent
+            has ``latent_channels / band_count`` channels per band.
+        band_patch_bins: ``"band"`` backbone: STFT bins per cell of the fine grid.
+        band_fine_blocks: ``"band"`` backbone: 2-D ConvNeXt blocks on the fine grid
+            (``encoder_blocks`` / ``decoder_blocks`` run on the band grid).
     """
 
     sample_rate: int = 22050
@@ -88,6 +98,9 @@ class CodecConfig:
     encoder_blocks: int = 4
     decoder_blocks: int = 6
     stft_phase: str = "accumulated"
+    band_count: int = 16
+    band_patch_bins: int = 8
+    band_fine_blocks: int = 2
 
     def __post_init__(self) -> None:
         for name in ("channel_mults", "strides", "dilations"):
@@ -122,6 +135,20 @@ class CodecConfig:
             raise SDSAudioError(f"must be a multiple of 4 and >= 16, got {self.stft_n_fft}", field="codec.stft_n_fft")
         if self.stft_phase not in STFT_PHASES:
             raise SDSAudioError(f"must be one of {STFT_PHASES}, got {self.stft_phase!r}", field="codec.stft_phase")
+        for name in ("band_count", "band_patch_bins", "band_fine_blocks"):
+            positive(name)
+        if self.backbone == "band":
+            half = self.stft_n_fft // 2
+            if half % self.band_patch_bins or (half // self.band_patch_bins) % self.band_count:
+                raise SDSAudioError(f"stft_n_fft / 2 = {half} bins must split into band_count = {self.band_count} "
+                                    f"bands of whole band_patch_bins = {self.band_patch_bins} cells",
+                                    field="codec.band_count")
+            if self.latent_channels % self.band_count:
+                raise SDSAudioError(f"latent_channels = {self.latent_channels} must be a multiple of band_count = "
+                                    f"{self.band_count}", field="codec.latent_channels")
+            if self.encoder_channels < 2 or self.decoder_channels < 2:
+                raise SDSAudioError("the band backbone needs encoder_channels and decoder_channels >= 2",
+                                    field="codec.encoder_channels")
         if self.bottleneck not in BOTTLENECKS:
             raise SDSAudioError(f"must be one of {BOTTLENECKS}, got {self.bottleneck!r}", field="codec.bottleneck")
         if not 0.0 < self.codebook_decay < 1.0:
@@ -132,8 +159,8 @@ class CodecConfig:
     @property
     def hop_length(self) -> int:
         """Audio samples per latent frame: ``patch_size * prod(strides)`` (``"conv"``) or
-        ``stft_n_fft / 4 * stft_frames_per_latent`` (``"stft"``)."""
-        if self.backbone == "stft":
+        ``stft_n_fft / 4 * stft_frames_per_latent`` (``"stft"``, ``"band"``)."""
+        if self.backbone in ("stft", "band"):
             return self.stft_n_fft // 4 * self.stft_frames_per_latent
         return self.patch_size * math.prod(self.strides)
 

@@ -12,7 +12,8 @@ Decoder: the mirror image, ending in a kernel-7 conv to ``C * patch_size``
 channels that are unfolded back into samples. No output nonlinearity: the
 reconstruction losses keep the range, and a ``tanh`` would squash transients.
 That is the ``"conv"`` backbone; ``CodecConfig(backbone="stft")`` swaps in the
-frame-rate encoder / decoder of :mod:`~sds_audio.codec.stft_backbone`.
+frame-rate encoder / decoder of :mod:`~sds_audio.codec.stft_backbone`, and
+``backbone="band"`` the frequency x time ones of :mod:`~sds_audio.codec.band_backbone`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..errors import SDSAudioError
 from .bottleneck import ResidualVectorQuantizer, VAEBottleneck, gaussian_kl
 from .config import CodecConfig
 from .layers import DecoderBlock, EncoderBlock, Snake, wn_conv1d
+from .band_backbone import BandDecoder, BandEncoder
 from .stft_backbone import STFTDecoder, STFTEncoder
 
 
@@ -126,11 +128,14 @@ class Codec(nn.Module):
         encoder_out = 2 * cfg.latent_channels if vae else cfg.latent_channels
         if cfg.backbone == "stft":
             self.encoder, self.decoder = STFTEncoder(cfg, encoder_out), STFTDecoder(cfg)
+        elif cfg.backbone == "band":
+            self.encoder, self.decoder = BandEncoder(cfg, encoder_out), BandDecoder(cfg)
         else:
             self.encoder, self.decoder = Encoder(cfg, encoder_out), Decoder(cfg)
         self.vae = VAEBottleneck() if vae else None
         if vae:
-            self.vae.init_scale_bias(self.encoder.net[-1].bias, cfg.latent_channels)
+            out_bias = self.encoder.net[-1].bias  # (2D,), or (2D / band_count,) shared by the bands
+            self.vae.init_scale_bias(out_bias, out_bias.numel() // 2)
         self.quantizer = (None if vae else ResidualVectorQuantizer(
             cfg.latent_channels, cfg.n_codebooks, cfg.codebook_size, cfg.codebook_decay, cfg.dead_code_threshold))
 

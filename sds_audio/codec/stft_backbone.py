@@ -90,6 +90,53 @@ def phase_advance_features(spec: torch.Tensor, n_fft: int, hop: int) -> torch.Te
     return torch.stack([u.real, u.imag], dim=-3)
 
 
+def stft_feature_maps(audio: torch.Tensor, n_fft: int, phase_features: bool) -> torch.Tensor:
+    """``(B, C, T)`` -> ``(B * C, F, n_fft / 2 + 1, T // hop)`` encoder input maps, hop ``n_fft / 4``.
+
+    ``F = 1``: the log magnitude (floored at :data:`LOG_FLOOR`); ``F = 3`` (``phase_features``):
+    plus the phase-advance 2-vector of :func:`phase_advance_features`. Frames are centred,
+    with reflect padding at the ends (zeros when the clip is shorter than half a window);
+    frame ``n`` covers samples around ``n * hop``.
+    """
+    b, c, t = audio.shape
+    hop = n_fft // 4
+    x = _at_least_fp32(audio.reshape(b * c, t))
+    pad_mode = "reflect" if t > n_fft // 2 else "constant"
+    spec = torch.stft(x, n_fft, hop, window=_window(n_fft, x), center=True, pad_mode=pad_mode,
+                      return_complex=True)
+    spec = spec[..., :t // hop]                                           # (B*C, bins, n_frames)
+    feats = torch.log(spec.abs() + LOG_FLOOR).unsqueeze(1)
+    if phase_features:
+        feats = torch.cat([feats, phase_advance_features(spec, n_fft, hop)], dim=1)
+    return feats
+
+
+def spectrum_to_audio(logmag: torch.Tensor, re: torch.Tensor, im: torch.Tensor, n_fft: int,
+                      accumulate: bool) -> torch.Tensor:
+    """Decoder predictions ``(N, bins, frames)`` -> audio ``(N, frames * hop)`` through ``torch.istft``.
+
+    ``mag = exp(logmag)`` (clamped at :data:`MAX_LOG_MAGNITUDE`). ``accumulate``: the angle of
+    ``(re, im)`` is each frame's phase advance beyond the bin's centre frequency and the phase
+    is the running sum (float64, wrapped); otherwise the angle is the phase itself. ``bins``
+    may stop short of ``n_fft / 2 + 1``: the missing top bins are silent.
+    """
+    hop = n_fft // 4
+    n_bins = n_fft // 2 + 1
+    mag = torch.exp(logmag.clamp(max=MAX_LOG_MAGNITUDE))
+    if accumulate:
+        centre = bin_advance_rad(n_fft, hop, torch.float64, logmag.device)[:logmag.shape[-2]]
+        advance = centre + torch.atan2(im, re).double()
+        phase = torch.remainder(torch.cumsum(advance, dim=-1), 2 * torch.pi).to(mag.dtype)
+        spec = torch.polar(mag, phase)
+    else:
+        norm = torch.sqrt(re.square() + im.square() + 1e-8)               # phase = angle of (re, im)
+        spec = torch.complex(mag * re / norm, mag * im / norm)
+    # silent missing top bins, and one extra (silent) frame so the centred inverse STFT covers the last hop
+    spec = F.pad(spec, (0, 1, 0, n_bins - spec.shape[-2]))
+    n_frames = logmag.shape[-1]
+    return torch.istft(spec, n_fft, hop, window=_window(n_fft, spec.real), center=True, length=n_frames * hop)
+
+
 class STFTEncoder(nn.Module):
     """``(B, C, T)`` with ``T % hop_length == 0`` -> ``(B, out_channels, T / hop_length)``."""
 
@@ -111,18 +158,9 @@ class STFTEncoder(nn.Module):
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         """``(B, C, T)`` -> ``(B, C * F * bins * k, T / hop_length)``: per bin the log magnitude
         (``F = 1``), plus the phase-advance 2-vector (``F = 3``, ``stft_phase="accumulated"``)."""
-        b, c, t = audio.shape
-        x = _at_least_fp32(audio.reshape(b * c, t))
-        # centred frames; reflect padding at the ends (what training saw), zeros when the clip is too short
-        pad_mode = "reflect" if t > self.n_fft // 2 else "constant"
-        spec = torch.stft(x, self.n_fft, self.hop, window=_window(self.n_fft, x), center=True, pad_mode=pad_mode,
-                          return_complex=True)
-        n_frames = t // self.hop
-        spec = spec[..., :n_frames]                                       # (B*C, bins, n_frames)
-        feats = torch.log(spec.abs() + LOG_FLOOR).unsqueeze(1)            # (B*C, F, bins, n_frames)
-        if self.phase_features:
-            feats = torch.cat([feats, phase_advance_features(spec, self.n_fft, self.hop)], dim=1)
-        _, f, bins, _ = feats.shape
+        b, c, _ = audio.shape
+        feats = stft_feature_maps(audio, self.n_fft, self.phase_features)  # (B*C, F, bins, n_frames)
+        _, f, bins, n_frames = feats.shape
         feats = feats.reshape(b, c, f, bins, n_frames // self.k, self.k)  # group k frames per latent frame
         return feats.permute(0, 1, 5, 2, 3, 4).reshape(b, c * self.k * f * bins, n_frames // self.k)
 
@@ -160,17 +198,5 @@ class STFTDecoder(nn.Module):
         h = _at_least_fp32(self.out(h)).reshape(b, self.channels, self.k, 3, self.bins, n)
         h = h.permute(0, 1, 3, 4, 5, 2).reshape(b * self.channels, 3, self.bins, n * self.k)
         logmag, re, im = h.unbind(1)
-        mag = torch.exp(logmag.clamp(max=MAX_LOG_MAGNITUDE))
-        if self.accumulate:
-            # phase = running sum of (centre advance + predicted extra advance), summed in float64, wrapped
-            advance = bin_advance_rad(self.n_fft, self.hop, torch.float64, h.device) + torch.atan2(im, re).double()
-            phase = torch.remainder(torch.cumsum(advance, dim=-1), 2 * torch.pi).to(mag.dtype)
-            spec = torch.polar(mag, phase)
-        else:
-            norm = torch.sqrt(re.square() + im.square() + 1e-8)           # phase = angle of (re, im)
-            spec = torch.complex(mag * re / norm, mag * im / norm)
-        # one extra (silent) frame so the centred inverse STFT covers every sample of the last hop
-        spec = F.pad(spec, (0, 1))
-        audio = torch.istft(spec, self.n_fft, self.hop, window=_window(self.n_fft, spec.real), center=True,
-                            length=n * self.k * self.hop)
+        audio = spectrum_to_audio(logmag, re, im, self.n_fft, self.accumulate)
         return audio.reshape(b, self.channels, -1)
