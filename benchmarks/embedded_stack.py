@@ -244,15 +244,11 @@ def build_prior(codec: torch.nn.Module, flow_path: str | Path, text_encoder: Any
     Raises:
         SDSAudioError: the flow model was trained on another codec (its metadata's fingerprint differs).
     """
-    from sds_audio.flow.latents import module_fingerprint
-    from sds_audio.flow.weights import flow_metadata, load_flow
-    from sds_audio.priors.embedded import EmbeddedPrior
+    from sds_audio.flow.weights import load_flow
+    from sds_audio.priors.embedded import EmbeddedPrior, check_flow_codec
 
     flow = load_flow(flow_path)
-    expected = flow_metadata(flow_path).get("codec_sha256")
-    if expected is not None and expected != module_fingerprint(codec):
-        raise SDSAudioError(f"{flow_path} was trained on another codec than the one given: pass the codec it was "
-                            f"trained with, or retrain it with `{TRAIN_COMMANDS['flow']}`", exit_code=1)
+    check_flow_codec(flow_path, codec, "the codec given")
     return EmbeddedPrior(codec, flow, text_encoder=text_encoder)
 
 
@@ -380,6 +376,9 @@ def codec_section(bench: Bench, codec: torch.nn.Module) -> dict[str, Any]:
     agree = (emb_orig @ prompts.T).argmax(1) == (emb_recon @ prompts.T).argmax(1)
     acc_orig, acc_recon = _rate(ok_orig), _rate(ok_recon)
     ratio = acc_recon / acc_orig if acc_orig else None
+    names = bench.corpus.concepts
+    per_orig, per_recon = per_concept_rates(ok_orig, truth, names), per_concept_rates(ok_recon, truth, names)
+    drops = sorted(((per_orig[c] - per_recon[c], c) for c in per_orig), reverse=True)
     latent_rate = sr / int(codec.hop_length)
     latent_values_per_s = int(codec.latent_channels) * latent_rate
     return {"n_clips": len(clips), "audio_seconds": sum(c.shape[-1] for c in clips) / bench.sample_rate,
@@ -392,7 +391,8 @@ def codec_section(bench: Bench, codec: torch.nn.Module) -> dict[str, Any]:
             "latent_channels": int(codec.latent_channels), "latent_rate_hz": latent_rate,
             "latent_values_per_s": latent_values_per_s,
             "compression_factor": sr * int(codec.channels) / latent_values_per_s,
-            "reconstruct_seconds": seconds}
+            "reconstruct_seconds": seconds,
+            "largest_drops": [(c, per_orig[c], per_recon[c]) for d, c in drops[:8] if d > 0]}
 
 
 # --------------------------------------------------------------------------- 3. flow
@@ -619,6 +619,9 @@ def format_codec(r: dict[str, Any]) -> str:
             + f"\n\n{r['sample_rate']} samples/s x {r['channels']} channel(s) -> {r['latent_rate_hz']:.2f} frames/s x "
             f"{r['latent_channels']} latent channels = {r['latent_values_per_s']:.0f} latent values/s "
             f"(hop {r['hop_length']}); reconstruction took {r['reconstruct_seconds']:.1f} s\n\n"
+            + (md_table(["concept (largest drops)", "top-1 original", "top-1 reconstruction"],
+                        [[c, pct(a), pct(b)] for c, a, b in r["largest_drops"]]) + "\n\n"
+               if r.get("largest_drops") else "")
             + f"Codec: {verdict(r['pass'])}\n")
 
 

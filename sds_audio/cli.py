@@ -111,14 +111,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.model == "codec":
         from .codec.train import codec_recipe, train_codec
 
+        recipe = codec_recipe()
+        if args.init_from is not None:  # the file's architecture, not the recipe's
+            recipe.pop("config")
+        elif args.decoder_only:
+            raise SDSAudioError("--decoder-only fine-tunes a trained codec: give --init-from CODEC.safetensors")
         metrics = train_codec(args.corpus, args.out, adversarial=args.adversarial, fp16=True,
-                              **{**codec_recipe(), **common})
+                              init_from=args.init_from, decoder_only=args.decoder_only, **{**recipe, **common})
     elif args.model == "flow":
-        from .flow.train import train_flow
+        from .flow.train import flow_recipe, train_flow
 
         if not args.codec:
             raise SDSAudioError("train flow needs --codec PATH (the codec .safetensors the prior will ship with)")
-        metrics = train_flow(args.corpus, args.out, args.codec, **common)
+        metrics = train_flow(args.corpus, args.out, args.codec, **{**flow_recipe(), **common})
     else:
         from .judge import train_judge
 
@@ -288,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     p.add_argument("--adversarial", action="store_true", help="(codec) add the STFT discriminator")
+    p.add_argument("--init-from", default=None, metavar="CODEC",
+                   help="(codec) start from these codec weights (.safetensors) instead of a fresh model")
+    p.add_argument("--decoder-only", action="store_true",
+                   help="(codec, with --init-from) train the decoder alone; the latents stay the same, so flow "
+                        "models trained on them keep working")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=_cmd_train)
 

@@ -14,7 +14,7 @@ import torch
 
 from sds_audio.codec import Codec, CodecConfig, save_codec
 from sds_audio.flow import FlowConfig, FlowModel, save_flow
-from sds_audio.flow.latents import module_fingerprint
+from sds_audio.flow.latents import latent_space_fingerprint
 
 HOP = 128
 TINY_CODEC = dict(patch_size=4, encoder_channels=4, decoder_channels=4, channel_mults=(1, 2, 2), strides=(4, 8),
@@ -44,5 +44,5 @@ def write_prior_dir(path: str | Path, seed: int = 0) -> Path:
     codec, flow = build_parts(seed)
     save_codec(codec, path / "codec.safetensors")
     save_flow(flow, path / "flow.safetensors", dtype=torch.float32,
-              extra_metadata={"codec_sha256": module_fingerprint(codec)})
+              extra_metadata={"codec_latent_sha256": latent_space_fingerprint(codec)})
     return path

@@ -208,7 +208,9 @@ def train_codec(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
                 adversarial_weight: float = 0.1, feature_matching_weight: float = 0.2,
                 warmup_steps: int = 200, gain_range_db: float = 12.0, quantizer_dropout: float = 0.5,
                 grad_clip: float = 5.0, disc_channels: int = 16, log_every: int = 50, fp16: bool = False,
-                eval_clips: int = 32, phase_weight: float = 0.0, convergence_weight: float = 0.0) -> dict[str, Any]:
+                eval_clips: int = 32, phase_weight: float = 0.0, convergence_weight: float = 0.0,
+                loss_floor: float = 1e-5, init_from: str | os.PathLike | None = None,
+                decoder_only: bool = False) -> dict[str, Any]:
     """Train a codec on ``corpus_dir`` and write it to ``out_dir``.
 
     Args:
@@ -248,6 +250,14 @@ def train_codec(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
         convergence_weight: weight of the spectral-convergence term inside the
             MR-STFT loss (led by the loudest partials, which the log term
             underweights); 0 leaves it out. Loss weights may change on resume.
+        loss_floor: power floor under the square roots of the reconstruction
+            loss's spectra: differences quieter than it hardly count.
+        init_from: start from the codec weights in this ``.safetensors`` file
+            (its architecture; ``config`` must be None or the same).
+        decoder_only: with ``init_from``: freeze the encoder and bottleneck and
+            train the decoder alone. The latent space stays exactly the same, so flow
+            models trained on the old codec's latents work with the new one
+            (:func:`~sds_audio.flow.latents.latent_space_fingerprint` is unchanged).
 
     Returns:
         the metrics dict also written to ``metrics.json``.
@@ -259,6 +269,17 @@ def train_codec(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
         raise SDSAudioError("steps, batch_size, checkpoint_every and log_every must be positive integers")
     if not segment_s > 0 or not lr > 0:
         raise SDSAudioError(f"segment_s and lr must be positive, got segment_s={segment_s}, lr={lr}")
+    if decoder_only and init_from is None:
+        raise SDSAudioError("decoder_only fine-tunes a trained codec's decoder: give init_from (a codec .safetensors)")
+    initial = None
+    if init_from is not None:
+        from .io import load_codec
+
+        initial = load_codec(init_from)
+        if config is not None and config != initial.config:
+            raise SDSAudioError(f"init_from {init_from} holds another codec architecture than the config given; "
+                                "leave config out to fine-tune it")
+        config = initial.config
     config = config if config is not None else CodecConfig()
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     out_dir = Path(out_dir)
@@ -278,18 +299,27 @@ def train_codec(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
                 "feature_matching_weight": float(feature_matching_weight), "gain_range_db": float(gain_range_db),
                 "quantizer_dropout": float(quantizer_dropout), "grad_clip": float(grad_clip),
                 "disc_n_ffts": list(DEFAULT_DISC_N_FFTS), "disc_channels": int(disc_channels),
-                "phase_weight": float(phase_weight), "convergence_weight": float(convergence_weight)}
+                "phase_weight": float(phase_weight), "convergence_weight": float(convergence_weight),
+                "loss_floor": float(loss_floor), "init_from": None if init_from is None else str(init_from),
+                "decoder_only": bool(decoder_only)}
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         codec = Codec(config)
         discriminator = MultiScaleSTFTDiscriminator(settings["disc_n_ffts"], settings["disc_channels"],
                                                     config.channels)
+    if initial is not None:
+        codec.load_state_dict(initial.state_dict())
     codec.to(device).train()
+    if decoder_only:
+        frozen = [m for m in (codec.encoder, codec.vae, codec.quantizer) if m is not None]
+        for module in frozen:
+            module.requires_grad_(False).eval()
     discriminator.to(device).train()
     rec_loss = ReconstructionLoss(config.sample_rate, phase_weight=phase_weight, phase_n_fft=config.stft_n_fft,
-                                  convergence_weight=convergence_weight).to(device)
-    opt_g = torch.optim.AdamW(codec.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.0)
+                                  convergence_weight=convergence_weight, eps=loss_floor).to(device)
+    opt_g = torch.optim.AdamW([p for p in codec.parameters() if p.requires_grad], lr=lr, betas=(0.8, 0.99),
+                              weight_decay=0.0)
     opt_d = torch.optim.AdamW(discriminator.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.0)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)

@@ -79,6 +79,24 @@ def module_fingerprint(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def latent_space_fingerprint(codec: torch.nn.Module) -> str:
+    """SHA-256 of what defines a codec's latent space: the encoder side and the frame layout.
+
+    The encoder (and bottleneck) weights, the sample rate, channel count, hop and
+    latent width. The decoder is left out on purpose: a decoder fine-tuned on a
+    frozen encoder (``sds-audio train codec --decoder-only``) keeps every flow model
+    trained on the encoder's latents valid.
+    """
+    digest = hashlib.sha256()
+    parts = [codec.encoder] + [m for m in (getattr(codec, "vae", None), getattr(codec, "quantizer", None))
+                               if m is not None]
+    for part in parts:
+        digest.update(module_fingerprint(part).encode())
+    layout = (int(codec.sample_rate), int(codec.channels), int(codec.hop_length), int(codec.latent_channels))
+    digest.update(repr(layout).encode())
+    return digest.hexdigest()
+
+
 def corpus_fingerprint(corpus_dir: str | os.PathLike) -> str:
     """SHA-256 of the corpus manifest (clips are identified by it)."""
     path = Path(corpus_dir) / MANIFEST_NAME
@@ -161,7 +179,7 @@ def load_or_encode(corpus_dir: str | os.PathLike, codec: torch.nn.Module, split:
                    cache_path: str | os.PathLike, progress: bool = True) -> LatentSet:
     """The cached latent set at ``cache_path`` if it matches (codec, manifest, window), else encode and cache."""
     fingerprint = hashlib.sha256(
-        f"{module_fingerprint(codec)}|{corpus_fingerprint(corpus_dir)}|{split}|{window_s!r}".encode()).hexdigest()
+        f"{latent_space_fingerprint(codec)}|{corpus_fingerprint(corpus_dir)}|{split}|{window_s!r}".encode()).hexdigest()
     cached = load_latent_set(cache_path, fingerprint)
     if cached is not None:
         return cached

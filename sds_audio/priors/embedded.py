@@ -227,6 +227,22 @@ def _load_codec_file(path: Path) -> torch.nn.Module:
         raise SDSAudioError(message, exit_code=1) from exc
 
 
+def check_flow_codec(flow_path: str | os.PathLike, codec: torch.nn.Module, codec_name: str | os.PathLike) -> None:
+    """Raise :class:`SDSAudioError` when the flow file at ``flow_path`` was trained on another latent space.
+
+    Compares the flow's ``codec_latent_sha256`` metadata with
+    :func:`~sds_audio.flow.latents.latent_space_fingerprint` of ``codec`` (the
+    encoder side only, so a fine-tuned decoder still fits).
+    """
+    from ..flow.latents import latent_space_fingerprint
+    from ..flow.weights import flow_metadata
+
+    expected = flow_metadata(flow_path).get("codec_latent_sha256")
+    if expected is not None and expected != latent_space_fingerprint(codec):
+        raise SDSAudioError(f"{flow_path} was trained on another codec than {codec_name}: use the codec it was "
+                            f"trained with, or {FLOW_HINT}", exit_code=1)
+
+
 def load_embedded_prior(device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                         assets_dir: str | os.PathLike | None = None, text_encoder: Any = None,
                         **kwargs: Any) -> EmbeddedPrior:
@@ -244,8 +260,7 @@ def load_embedded_prior(device: torch.device | str | None = None, dtype: torch.d
         SDSAudioError: a file is missing, broken, or the flow model was trained on
             another codec; the message names the file and the command that trains it.
     """
-    from ..flow.latents import module_fingerprint
-    from ..flow.weights import flow_metadata, load_flow
+    from ..flow.weights import load_flow
 
     folder = Path(assets_dir) if assets_dir is not None else default_assets_dir()
     codec = _load_codec_file(folder / CODEC_FILE)
@@ -254,8 +269,5 @@ def load_embedded_prior(device: torch.device | str | None = None, dtype: torch.d
         raise SDSAudioError(f"the embedded prior's flow weights {flow_path} do not exist: reinstall sds-audio or "
                             f"{FLOW_HINT}", exit_code=1)
     flow = load_flow(flow_path)
-    expected = flow_metadata(flow_path).get("codec_sha256")
-    if expected is not None and expected != module_fingerprint(codec):
-        raise SDSAudioError(f"{flow_path} was trained on another codec than {folder / CODEC_FILE}: ship the "
-                            f"codec it was trained with, or {FLOW_HINT}", exit_code=1)
+    check_flow_codec(flow_path, codec, folder / CODEC_FILE)
     return EmbeddedPrior(codec, flow, text_encoder=text_encoder, device=device, dtype=dtype, **kwargs)

@@ -125,3 +125,31 @@ def test_learning_rate_schedule():
     assert learning_rate(100, 100, 1.0, 10) == pytest.approx(0.1)
     values = [learning_rate(s, 100, 1.0, 10) for s in range(10, 101)]
     assert all(np.diff(values) <= 1e-12)
+
+
+def test_decoder_only_finetune_keeps_latent_space(tmp_path, tiny_corpus, tiny_config):
+    from sds_audio.flow.latents import latent_space_fingerprint, module_fingerprint
+
+    cfg = tiny_config()
+    train_codec(tiny_corpus, tmp_path / "base", steps=6, lr=3e-3, config=cfg, checkpoint_every=6, **COMMON)
+    base = load_codec(tmp_path / "base" / "codec.safetensors")
+    audio = _train_audio(tiny_corpus)
+    loss = ReconstructionLoss(22050)
+    with torch.no_grad():
+        before = loss(base.reconstruct(audio), audio)["total"].item()
+    metrics = train_codec(tiny_corpus, tmp_path / "ft", steps=30, lr=3e-3, checkpoint_every=30,
+                          init_from=tmp_path / "base" / "codec.safetensors", decoder_only=True, **COMMON)
+    tuned = load_codec(tmp_path / "ft" / "codec.safetensors")
+    assert tuned.config == base.config and metrics["settings"]["decoder_only"] is True
+    # the encoder side is bit-identical, the decoder moved and reconstructs better
+    torch.testing.assert_close(tuned.encode(audio), base.encode(audio), rtol=0, atol=0)
+    assert latent_space_fingerprint(tuned) == latent_space_fingerprint(base)
+    assert module_fingerprint(tuned.decoder) != module_fingerprint(base.decoder)
+    with torch.no_grad():
+        after = loss(tuned.reconstruct(audio), audio)["total"].item()
+    assert after < before
+    with pytest.raises(SDSAudioError, match="init_from"):
+        train_codec(tiny_corpus, tmp_path / "bad", steps=1, decoder_only=True, **COMMON)
+    with pytest.raises(SDSAudioError, match="another codec architecture"):
+        train_codec(tiny_corpus, tmp_path / "bad", steps=1, init_from=tmp_path / "base" / "codec.safetensors",
+                    config=tiny_config(latent_channels=2), **COMMON)

@@ -8,7 +8,7 @@ import torch
 from sds_audio.codec import save_codec
 from sds_audio.errors import SDSAudioError
 from sds_audio.flow import FlowCondition, FlowConfig, FlowModel, save_flow
-from sds_audio.flow.latents import module_fingerprint
+from sds_audio.flow.latents import latent_space_fingerprint
 from sds_audio.priors.base import Prior
 from sds_audio.priors.embedded import EmbeddedPrior, load_embedded_prior
 
@@ -139,12 +139,19 @@ def test_load_from_assets_dir(tmp_path, prior, text_encoder):
     with pytest.raises(SDSAudioError, match="flow.safetensors.*sds-audio train flow"):
         load_embedded_prior(assets_dir=tmp_path, text_encoder=text_encoder)
     save_flow(prior.flow, tmp_path / "flow.safetensors", dtype=torch.float32,
-              extra_metadata={"codec_sha256": module_fingerprint(prior.codec)})
+              extra_metadata={"codec_latent_sha256": latent_space_fingerprint(prior.codec)})
     loaded = load_embedded_prior(assets_dir=tmp_path, text_encoder=text_encoder)
     xt = _x(prior, seed=7)
     t = torch.tensor([0.5, 0.7])
     torch.testing.assert_close(loaded.denoise(xt, t, loaded.condition("kick drum"), 3.0, 2),
                                prior.denoise(xt, t, prior.condition("kick drum"), 3.0, 2))
+    # a codec whose decoder alone changed (decoder-only fine-tuning) keeps the latent space: accepted
+    tuned, _ = build_parts(seed=0)
+    with torch.no_grad():
+        for p in tuned.decoder.parameters():
+            p.add_(0.01)
+    save_codec(tuned, tmp_path / "codec.safetensors")
+    assert load_embedded_prior(assets_dir=tmp_path, text_encoder=text_encoder).codec is not None
     # a flow file trained on another codec is refused
     other, _ = build_parts(seed=1)
     save_codec(other, tmp_path / "codec.safetensors")
