@@ -114,8 +114,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         recipe = codec_recipe()
         if args.init_from is not None:  # the file's architecture, not the recipe's
             recipe.pop("config")
-        elif args.decoder_only:
-            raise SDSAudioError("--decoder-only fine-tunes a trained codec: give --init-from CODEC.safetensors")
         metrics = train_codec(args.corpus, args.out, adversarial=args.adversarial, fp16=True,
                               init_from=args.init_from, decoder_only=args.decoder_only, **{**recipe, **common})
     elif args.model == "flow":
