@@ -17,10 +17,14 @@ Encoder: the STFT backbone's input maps (log magnitude, and with
 ``encoder_channels / 2`` channels on a grid of ``bins / P`` patches x ``L`` latent
 frames; ``band_fine_blocks`` 2-D ConvNeXt blocks; a strided conv down to
 ``band_count`` bands and ``encoder_channels`` channels; ``encoder_blocks`` blocks;
-a 1x1 conv to ``out / band_count`` channels per band. The latent ``(B, D, L)`` is
-that grid with channel ``c`` of band ``j`` at row ``c * band_count + j``.
+a 1x1 conv to ``groups * max(band_latent_channels)`` channels per band (``groups`` = 2
+for the VAE's means and scales, 1 otherwise), of which band ``j`` keeps its first
+``band_latent_channels[j]`` per group (:func:`latent_rows`). The latent ``(B, D, L)``
+lists them group by group, channel index outer, band inner; with the same count in
+every band that is channel ``c`` of band ``j`` at row ``c * band_count + j``.
 
-Decoder: the mirror image; its 1x1 read-out gives, per patch cell, the
+Decoder: the mirror image (a band's missing channels are zeros); its 1x1 read-out
+gives, per patch cell, the
 log magnitude and phase 2-vector of its ``P`` bins x ``K`` frames, shared by every
 band. Phase is made as in the STFT backbone (``stft_phase``), and the audio comes
 from :func:`~sds_audio.codec.stft_backbone.spectrum_to_audio`. Each grid level adds
@@ -88,13 +92,26 @@ def _grid(config: CodecConfig) -> tuple[int, int, int]:
     return patches, config.band_count, patches // config.band_count
 
 
+def latent_rows(per_band: tuple[int, ...], groups: int) -> torch.Tensor:
+    """Rows of the flattened ``(groups * max(per_band), bands)`` grid that make the latent, in order.
+
+    Grid row ``(g * max + c) * bands + j`` is channel ``c`` of group ``g`` in band ``j``;
+    band ``j`` keeps the channels ``c < per_band[j]``.
+    """
+    bands, widest = len(per_band), max(per_band)
+    return torch.tensor([(g * widest + c) * bands + j for g in range(groups) for c in range(widest)
+                         for j in range(bands) if c < per_band[j]], dtype=torch.long)
+
+
 class BandEncoder(nn.Module):
     """``(B, C, T)`` with ``T % hop_length == 0`` -> ``(B, out_channels, T / hop_length)``."""
 
     def __init__(self, config: CodecConfig, out_channels: int):
         super().__init__()
-        if out_channels % config.band_count:
-            raise ValueError(f"out_channels {out_channels} is not a multiple of band_count {config.band_count}")
+        allocation = config.latent_channels_per_band
+        if out_channels % config.latent_channels:
+            raise ValueError(f"out_channels {out_channels} is not a multiple of latent_channels {config.latent_channels}")
+        groups = out_channels // config.latent_channels
         self.n_fft = config.stft_n_fft
         self.phase_features = config.stft_phase == "accumulated"
         patches, bands, per_band = _grid(config)
@@ -106,7 +123,8 @@ class BandEncoder(nn.Module):
         self.down = nn.Sequential(_ChannelNorm(fine), nn.Conv2d(fine, coarse, (per_band, 1), stride=(per_band, 1)))
         self.coarse = _Stage(coarse, bands, config.encoder_blocks)
         self.norm = _ChannelNorm(coarse)
-        self.net = nn.Sequential(nn.Conv2d(coarse, out_channels // bands, 1))  # net[-1]: the output conv
+        self.net = nn.Sequential(nn.Conv2d(coarse, groups * max(allocation), 1))  # net[-1]: the output conv
+        self.register_buffer("rows", latent_rows(allocation, groups), persistent=False)
         self.bins = config.stft_n_fft // 2
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
@@ -118,8 +136,8 @@ class BandEncoder(nn.Module):
     def encode_features(self, feats: torch.Tensor) -> torch.Tensor:
         """``(B, C * F, n_fft / 2, frames)`` maps (see :meth:`features`) -> ``(B, out_channels, frames / K)``."""
         h = self.coarse(self.down(self.fine(self.stem(feats))))
-        h = self.net(self.norm(h))                                        # (B, out / bands, bands, L)
-        return h.reshape(h.shape[0], -1, h.shape[-1])
+        h = self.net(self.norm(h))                                        # (B, groups * widest, bands, L)
+        return h.reshape(h.shape[0], -1, h.shape[-1])[:, self.rows]
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.encode_features(self.features(audio))
@@ -135,7 +153,10 @@ class BandDecoder(nn.Module):
         self.p, self.k = config.band_patch_bins, config.stft_frames_per_latent
         patches, self.bands, per_band = _grid(config)
         fine, coarse = config.decoder_channels // 2, config.decoder_channels
-        self.inp = nn.Conv2d(config.latent_channels // self.bands, coarse, 3, padding=1)
+        allocation = config.latent_channels_per_band
+        self.widest = max(allocation)
+        self.register_buffer("rows", latent_rows(allocation, 1), persistent=False)
+        self.inp = nn.Conv2d(self.widest, coarse, 3, padding=1)
         self.coarse = _Stage(coarse, self.bands, config.decoder_blocks)
         self.up = nn.Sequential(_ChannelNorm(coarse),
                                 nn.ConvTranspose2d(coarse, fine, (per_band, 1), stride=(per_band, 1)))
@@ -150,8 +171,9 @@ class BandDecoder(nn.Module):
 
     def spectrum(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(B, D, L)`` -> predicted ``(logmag, re, im)``, each ``(B * C, n_fft / 2, L * K)``."""
-        b, d, n = z.shape
-        h = self.inp(z.reshape(b, d // self.bands, self.bands, n))
+        b, _, n = z.shape
+        grid = z.new_zeros(b, self.widest * self.bands, n).index_copy(1, self.rows, z)
+        h = self.inp(grid.reshape(b, self.widest, self.bands, n))
         h = self.norm(self.fine(self.up(self.coarse(h))))
         h = _at_least_fp32(self.out(h))                                   # (B, C * 3 * P * K, patches, L)
         patches = h.shape[2]

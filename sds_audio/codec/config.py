@@ -71,7 +71,12 @@ class CodecConfig:
             in the overlap-add). Configs saved before this field existed are ``"free"``.
             Also used by the ``"band"`` backbone.
         band_count: ``"band"`` backbone: frequency bands of the latent grid; the latent
-            has ``latent_channels / band_count`` channels per band.
+            has ``latent_channels / band_count`` channels per band unless
+            ``band_latent_channels`` says otherwise.
+        band_latent_channels: ``"band"`` backbone: latent channels of each band, lowest
+            first (``band_count`` positive values summing to ``latent_channels``); empty
+            means the same number for every band. Low bands hold the fundamentals and
+            first partials of most pitched sounds in few STFT bins, so they get more.
         band_patch_bins: ``"band"`` backbone: STFT bins per cell of the fine grid.
         band_fine_blocks: ``"band"`` backbone: 2-D ConvNeXt blocks on the fine grid
             (``encoder_blocks`` / ``decoder_blocks`` run on the band grid).
@@ -101,9 +106,10 @@ class CodecConfig:
     band_count: int = 16
     band_patch_bins: int = 8
     band_fine_blocks: int = 2
+    band_latent_channels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("channel_mults", "strides", "dilations"):
+        for name in ("channel_mults", "strides", "dilations", "band_latent_channels"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         self.validate()
 
@@ -143,7 +149,14 @@ class CodecConfig:
                 raise SDSAudioError(f"stft_n_fft / 2 = {half} bins must split into band_count = {self.band_count} "
                                     f"bands of whole band_patch_bins = {self.band_patch_bins} cells",
                                     field="codec.band_count")
-            if self.latent_channels % self.band_count:
+            if self.band_latent_channels:
+                per_band = self.band_latent_channels
+                if (len(per_band) != self.band_count or min(per_band) < 1
+                        or sum(per_band) != self.latent_channels):
+                    raise SDSAudioError(f"needs band_count = {self.band_count} positive values summing to "
+                                        f"latent_channels = {self.latent_channels}, got {list(per_band)}",
+                                        field="codec.band_latent_channels")
+            elif self.latent_channels % self.band_count:
                 raise SDSAudioError(f"latent_channels = {self.latent_channels} must be a multiple of band_count = "
                                     f"{self.band_count}", field="codec.latent_channels")
             if self.encoder_channels < 2 or self.decoder_channels < 2:
@@ -163,6 +176,11 @@ class CodecConfig:
         if self.backbone in ("stft", "band"):
             return self.stft_n_fft // 4 * self.stft_frames_per_latent
         return self.patch_size * math.prod(self.strides)
+
+    @property
+    def latent_channels_per_band(self) -> tuple[int, ...]:
+        """Latent channels of each band of the ``"band"`` backbone, lowest band first."""
+        return self.band_latent_channels or (self.latent_channels // self.band_count,) * self.band_count
 
     @property
     def latent_rate(self) -> float:

@@ -134,7 +134,7 @@ class Codec(nn.Module):
             self.encoder, self.decoder = Encoder(cfg, encoder_out), Decoder(cfg)
         self.vae = VAEBottleneck() if vae else None
         if vae:
-            out_bias = self.encoder.net[-1].bias  # (2D,), or (2D / band_count,) shared by the bands
+            out_bias = self.encoder.net[-1].bias  # (2D,), or (2 * widest band,) shared by the bands
             self.vae.init_scale_bias(out_bias, out_bias.numel() // 2)
         self.quantizer = (None if vae else ResidualVectorQuantizer(
             cfg.latent_channels, cfg.n_codebooks, cfg.codebook_size, cfg.codebook_decay, cfg.dead_code_threshold))

@@ -107,7 +107,59 @@ def test_rvq_bottleneck_works_on_bands():
     assert codec.decode_codes(codes).shape == (1, 1, 256)
 
 
+# 16 latent channels spread 5, 3, 2, 2, 1, 1, 1, 1 over the 8 bands, lowest first
+UNEVEN = dict(TINY, band_latent_channels=(5, 3, 2, 2, 1, 1, 1, 1))
+
+
+def test_uneven_bands_latent_rows_follow_the_allocation():
+    """Per group, channel-major then band: channel 0 of all 8 bands, channel 1 of the 4 bands that have one..."""
+    codec = Codec(CodecConfig(**UNEVEN)).eval()
+    # the VAE encoder output: mean rows then scale rows, each 16 long
+    widest, bands = 5, 8
+    expected = [(g * widest + c) * bands + j for g in (0, 1) for c in range(5) for j in range(8)
+                if c < (5, 3, 2, 2, 1, 1, 1, 1)[j]]
+    assert codec.encoder.rows.tolist() == expected
+    assert expected[:16] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 24, 32]
+    x = torch.randn(2, 1, 320)
+    z = codec.encode(x)
+    assert z.shape == (2, 16, 10)
+    assert codec.decode(z).shape == (2, 1, 320)
+    # uniform bands keep the plain layout: the rows are the identity
+    assert Codec(CodecConfig(**TINY)).encoder.rows.tolist() == list(range(32))
+
+
+def test_uneven_bands_each_latent_row_reaches_its_own_band_only_nearby():
+    """Band 0's latent rows are 0, 8 (channels 0, 1), 12 (channel 2; 13 is band 1's), 14 and 15 (channels 3,
+    4): every one of them moves band 0's bins, and none the top ones."""
+    codec = Codec(CodecConfig(**UNEVEN)).eval()
+    z = torch.randn(1, 16, 6, requires_grad=True)
+    logmag, _, _ = codec.decoder.spectrum(z)
+    top = torch.autograd.grad(logmag[0, 40:].sum(), z, retain_graph=True)[0]
+    own = torch.autograd.grad(logmag[0, :8].sum(), z)[0]
+    band0_rows = [0, 8, 12, 14, 15]
+    assert top[0, band0_rows].abs().max() == 0
+    assert (own[0, band0_rows].abs().amax(dim=-1) > 0).all()
+
+
+def test_uneven_bands_decoder_gradient_matches_finite_differences():
+    codec = Codec(CodecConfig(**UNEVEN)).double().eval()
+    z = torch.randn(1, 16, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: codec.decode(v), (z,), eps=1e-6, atol=1e-5)
+
+
+def test_uneven_bands_save_load_round_trip(tmp_path):
+    codec = Codec(CodecConfig(**UNEVEN)).eval()
+    save_codec(codec, tmp_path / "c.safetensors")
+    loaded = load_codec(tmp_path / "c.safetensors")
+    assert loaded.config.band_latent_channels == (5, 3, 2, 2, 1, 1, 1, 1)
+    x = torch.randn(1, 1, 256)
+    torch.testing.assert_close(loaded.reconstruct(x), codec.reconstruct(x))
+
+
 @pytest.mark.parametrize("overrides, field", [
+    (dict(band_latent_channels=(4, 2, 2, 2, 2, 2, 2)), "codec.band_latent_channels"),     # 7 values, 8 bands
+    (dict(band_latent_channels=(4, 4, 2, 2, 2, 2, 2, 2)), "codec.band_latent_channels"),  # sums to 20, not 16
+    (dict(band_latent_channels=(9, 3, 2, 2, 0, 0, 0, 0)), "codec.band_latent_channels"),  # a band with none
     (dict(band_count=3), "codec.band_count"),             # 32 cells do not split into 3 bands
     (dict(band_patch_bins=5), "codec.band_count"),        # 64 bins do not split into cells of 5
     (dict(latent_channels=12), "codec.latent_channels"),  # not a multiple of 8 bands
