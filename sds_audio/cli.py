@@ -109,11 +109,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.lr is not None:
         common["lr"] = args.lr
     if args.model == "codec":
-        from .codec.train import codec_recipe, train_codec
+        from .codec.train import codec_recipe, decoder_finetune_recipe, train_codec
 
         recipe = codec_recipe()
         if args.init_from is not None:  # the file's architecture, not the recipe's
             recipe.pop("config")
+        if args.decoder_only:
+            recipe.update(decoder_finetune_recipe())
         metrics = train_codec(args.corpus, args.out, adversarial=args.adversarial, fp16=True,
                               init_from=args.init_from, decoder_only=args.decoder_only, **{**recipe, **common})
     elif args.model == "flow":

@@ -101,3 +101,20 @@ def test_train_codec_runs_the_recipe_with_command_line_overrides(monkeypatch, tm
     assert seen["config"] == recipe["config"] and seen["config"].stft_phase == "accumulated"
     assert seen["phase_weight"] == recipe["phase_weight"] > 0 and seen["kl_weight"] == recipe["kl_weight"]
     assert seen["fp16"] is True and "steps=7" in capsys.readouterr().out
+
+
+def test_train_codec_decoder_only_runs_the_finetune_recipe_on_the_given_codec(monkeypatch, tmp_path):
+    import sds_audio.codec.train as codec_train
+
+    seen = {}
+    monkeypatch.setattr(codec_train, "train_codec", lambda corpus, out, **kw: seen.update(kw) or {"steps": 1})
+    args = ["train", "codec", "--corpus", str(tmp_path), "--out", str(tmp_path / "o"),
+            "--init-from", str(tmp_path / "c.safetensors"), "--decoder-only"]
+    assert main(args) == 0
+    finetune = codec_train.decoder_finetune_recipe()
+    assert "config" not in seen                                  # the architecture comes from the file
+    assert seen["decoder_only"] is True and seen["init_from"] == str(tmp_path / "c.safetensors")
+    assert {k: seen[k] for k in finetune} == finetune
+    assert seen["lr"] < codec_train.codec_recipe()["lr"]
+    assert main(args + ["--lr", "1e-4", "--steps", "5"]) == 0
+    assert seen["lr"] == 1e-4 and seen["steps"] == 5             # the command line still wins
