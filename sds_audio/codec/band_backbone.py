@@ -24,9 +24,8 @@ lists them group by group, channel index outer, band inner; with the same count 
 every band that is channel ``c`` of band ``j`` at row ``c * band_count + j``.
 
 Decoder: the mirror image (a band's missing channels are zeros); its 1x1 read-out
-gives, per patch cell, the
-log magnitude and phase 2-vector of its ``P`` bins x ``K`` frames, shared by every
-band. Phase is made as in the STFT backbone (``stft_phase``), and the audio comes
+gives, per patch cell, the log magnitude and phase 2-vector of its ``P`` bins x ``K``
+frames, shared by every band. Phase is made as in the STFT backbone (``stft_phase``), and the audio comes
 from :func:`~sds_audio.codec.stft_backbone.spectrum_to_audio`. Each grid level adds
 a learned per-row bias, so a band knows where in the spectrum it sits.
 """
