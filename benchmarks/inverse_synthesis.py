@@ -36,6 +36,10 @@ impact, mrstft         77.9 %        4 / 10        73 %                 229
 impact, mrstft+ot      75.1 %        1 / 10        68 %                 312
 =====================  ============  ============  ===================  ==============
 
+Four times the restarts (``--batch 32``, 2 threads, idle machine, seeds 0-2: 88 s per run) do not
+lift FM either: median reduction 32.5 % (23.8 / 32.5 / 49.9 %), 0 / 3 seeds >= 80 %, so the
+shortfall is not a matter of luck in the starts.
+
 The OT term does not lift either synth (w 1 or 30, annealed over 50 % or 100 % of the
 steps, OT on all parameters or on the frequencies only: all measured on 1-3 seeds, none
 better than MR-STFT alone), so the default stays MR-STFT. Why: the OT *value* is smooth
