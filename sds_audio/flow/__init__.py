@@ -1,7 +1,8 @@
 """Flow-matching text-to-audio model over codec latents (the embedded prior's generator).
 
 - :class:`FlowConfig` / :class:`FlowModel` (a DiT with adaLN-Zero, rotary
-  self-attention, cross-attention to MiniLM text tokens, duration conditioning)
+  self-attention, cross-attention to MiniLM text tokens (optional) and the pooled
+  sentence embedding in adaLN, duration conditioning)
 - :mod:`~sds_audio.flow.path`: the linear conditional-flow-matching path and loss
 - :mod:`~sds_audio.flow.samplers`: Euler, midpoint, sway-sampled time grids
 - :mod:`~sds_audio.flow.guidance`: batched classifier-free guidance

@@ -36,6 +36,9 @@ class FlowConfig:
             size must be even for rotary embeddings).
         mlp_ratio: hidden width of each block's MLP over ``width``.
         text_dim: width of the text encoder's token and pooled embeddings.
+        cross_attention: every block cross-attends to the text tokens (True), or
+            the text enters only through the pooled sentence embedding in the
+            adaLN conditioning vector (False: no cross-attention modules).
         max_duration_s: the training window in seconds: the longest clip the
             model has seen and the scale of the duration embedding.
         time_features: sinusoidal features of the flow time before its MLP.
@@ -56,6 +59,7 @@ class FlowConfig:
     heads: int = 4
     mlp_ratio: float = 4.0
     text_dim: int = 384
+    cross_attention: bool = True
     max_duration_s: float = 4.0
     time_features: int = 256
     duration_features: int = 64
@@ -73,6 +77,9 @@ class FlowConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise SDSAudioError(f"must be a positive integer, got {value!r}", field=f"flow.{name}")
+        if not isinstance(self.cross_attention, bool):
+            raise SDSAudioError(f"must be true or false, got {self.cross_attention!r}",
+                                field="flow.cross_attention")
         if self.width % self.heads or (self.width // self.heads) % 2:
             raise SDSAudioError(f"width {self.width} must split into {self.heads} heads of even size",
                                 field="flow.width")

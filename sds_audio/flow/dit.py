@@ -12,6 +12,8 @@ PixArt-alpha and Stable Audio's DiT):
   identity and the output projection starts at zero;
 - each block: adaLN self-attention with rotary positions ->
   cross-attention to the text tokens (pre-LayerNorm, masked) -> adaLN MLP;
+  with ``config.cross_attention`` False the middle step is absent and the text
+  reaches the model only through the pooled embedding in ``c``;
 - text rows marked ``drop`` use a learned null token and a learned null
   pooled embedding (classifier-free guidance).
 
@@ -74,14 +76,14 @@ class CrossAttention(nn.Module):
 
 
 class DiTBlock(nn.Module):
-    """adaLN-Zero self-attention, cross-attention to text, adaLN-Zero MLP."""
+    """adaLN-Zero self-attention, cross-attention to text (optional), adaLN-Zero MLP."""
 
-    def __init__(self, width: int, heads: int, mlp_width: int):
+    def __init__(self, width: int, heads: int, mlp_width: int, cross_attention: bool = True):
         super().__init__()
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(width, heads)
-        self.norm_cross = nn.LayerNorm(width, eps=1e-6)
-        self.cross = CrossAttention(width, heads)
+        self.norm_cross = nn.LayerNorm(width, eps=1e-6) if cross_attention else None
+        self.cross = CrossAttention(width, heads) if cross_attention else None
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.mlp = nn.Sequential(nn.Linear(width, mlp_width), nn.GELU(approximate="tanh"),
                                  nn.Linear(mlp_width, width))
@@ -89,11 +91,12 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.ada[1].weight)
         nn.init.zeros_(self.ada[1].bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, context: torch.Tensor, mask: torch.Tensor,
+    def forward(self, x: torch.Tensor, c: torch.Tensor, context: torch.Tensor | None, mask: torch.Tensor | None,
                 cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)
         x = x + gate1.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift1, scale1), cos, sin)
-        x = x + self.cross(self.norm_cross(x), context, mask)
+        if self.cross is not None:
+            x = x + self.cross(self.norm_cross(x), context, mask)
         x = x + gate2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift2, scale2))
         return x
 
@@ -118,12 +121,17 @@ class FlowModel(nn.Module):
         self.proj_in = nn.Linear(d * p, w)
         self.time_embed = time_embedder(w, config.time_features)
         self.duration_embed = duration_embedder(w, config.duration_features, config.max_duration_s)
-        self.pooled_embed = nn.Sequential(nn.Linear(config.text_dim, w), nn.SiLU(), nn.Linear(w, w))
-        self.text_norm = nn.LayerNorm(config.text_dim, eps=1e-6)
-        self.text_proj = nn.Linear(config.text_dim, w)
-        self.null_token = nn.Parameter(torch.randn(config.text_dim) * 0.02)
+        # the pooled embedding is unit-norm (entries ~ 1 / sqrt(384)); the LayerNorm gives its entries unit
+        # scale so the text is not drowned by the time embedding in ``c``
+        self.pooled_embed = nn.Sequential(nn.LayerNorm(config.text_dim, eps=1e-6), nn.Linear(config.text_dim, w),
+                                          nn.SiLU(), nn.Linear(w, w))
+        if config.cross_attention:
+            self.text_norm = nn.LayerNorm(config.text_dim, eps=1e-6)
+            self.text_proj = nn.Linear(config.text_dim, w)
+            self.null_token = nn.Parameter(torch.randn(config.text_dim) * 0.02)
         self.null_pooled = nn.Parameter(torch.randn(config.text_dim) * 0.02)
-        self.blocks = nn.ModuleList(DiTBlock(w, config.heads, config.mlp_width) for _ in range(config.depth))
+        self.blocks = nn.ModuleList(DiTBlock(w, config.heads, config.mlp_width, config.cross_attention)
+                                    for _ in range(config.depth))
         self.norm_out = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(w, 2 * w))
         self.proj_out = nn.Linear(w, d * p)
@@ -143,10 +151,17 @@ class FlowModel(nn.Module):
         """Flow latents ``(B, D, L)`` -> codec latents."""
         return x * self.latent_std[:, None].to(x) + self.latent_mean[:, None].to(x)
 
-    def _text(self, cond: FlowCondition, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Text context ``(B, N, width)``, its mask and the pooled embedding, with null rows substituted."""
+    def _text(self, cond: FlowCondition,
+              dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        """Text context ``(B, N, width)``, its mask and the pooled embedding, with null rows substituted.
+
+        Without cross-attention the context and mask are None.
+        """
         tokens, mask, pooled = cond.tokens.to(dtype), cond.mask, cond.pooled.to(dtype)
         drop = cond.drop.to(tokens.device)
+        if not self.config.cross_attention:
+            null = self.null_pooled.to(dtype).expand_as(pooled)
+            return None, None, self.pooled_embed(torch.where(drop[:, None], null, pooled))
         if bool(drop.any()):
             keep = ~drop
             first = torch.zeros_like(mask)

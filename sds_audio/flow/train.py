@@ -17,7 +17,13 @@ Recipe:
      its own duration), a longer one is cropped (at its onset half of the time,
      at a uniform offset otherwise; ``seconds`` = the window);
    - flow times (logit-normal by default), Gaussian noise, and text dropout
-     (``cond_dropout``; dropped rows use the model's null text).
+     (``cond_dropout``; dropped rows use the model's null text);
+   - token dropout (``token_dropout``): of the rows that keep their text, this
+     fraction sees a single all-zero token instead of the caption's tokens but
+     keeps the pooled sentence embedding, so the pooled path alone must carry
+     the sound's identity. MiniLM's pooled embedding places unseen wordings
+     near the right concept more reliably than its tokens match the training
+     vocabulary, which is what prompts the corpus never used need.
 
    The loss is the plain CFM mean squared error over *all* frames, silence
    included: the model must learn to produce the codec's silence after
@@ -101,8 +107,8 @@ def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
 
 
 def sample_batch(latents: LatentSet, text: TextBank, model: FlowModel, batch_size: int, min_frames: int,
-                 generator: torch.Generator, cond_dropout: float, onset_prob: float = 0.5
-                 ) -> tuple[torch.Tensor, FlowCondition]:
+                 generator: torch.Generator, cond_dropout: float, onset_prob: float = 0.5,
+                 token_dropout: float = 0.0) -> tuple[torch.Tensor, FlowCondition]:
     """One training batch: normalised latents ``(B, D, L_b)`` and their conditioning (see the module docstring)."""
     p = model.config.patch_size
     max_frames = latents.window_frames
@@ -124,6 +130,11 @@ def sample_batch(latents: LatentSet, text: TextBank, model: FlowModel, batch_siz
         seconds.append(min(float(latents.seconds[c]) - offset / latents.latent_rate, length / latents.latent_rate))
     x0 = model.normalize(torch.stack(xs).float())
     cond = text.condition([latents.captions[c] for c in clips.tolist()], torch.tensor(seconds), drop)
+    if token_dropout > 0:
+        hide = (torch.rand(batch_size, generator=generator) < token_dropout) & ~drop
+        cond.tokens[hide] = 0.0
+        cond.mask[hide] = False
+        cond.mask[hide, 0] = True
     return x0, cond
 
 
@@ -237,12 +248,20 @@ def flow_recipe() -> dict[str, Any]:
 
     The default :class:`FlowConfig` DiT (width 256, depth 6) on 3 s windows of codec
     latents, 32 windows per step, AdamW 5e-4 with 300 warm-up steps, EMA 0.999,
-    10 % caption dropout for classifier-free guidance; 10,000 steps (about 1.5 h at
-    ~2 steps/s on two CPU cores once the latents are cached).
+    10 % caption dropout for classifier-free guidance, 30 % token dropout (of the
+    captioned rows, see the module docstring); 10,000 steps (about 70 min at ~2.5
+    steps/s on two CPU cores once the latents are cached).
+
+    Measured at 1,000 steps (20 concepts, 160 generations per prompt kind, judge
+    top-1 canonical / paraphrase): tokens + pooled 25.0 / 14.4 %, the same with a
+    LayerNorm on the pooled embedding 25.6 / 12.5 %, pooled embedding alone (no
+    cross-attention) 0.6 / 3.1 % without that LayerNorm and 13.8 / 11.9 % with it.
+    The pooled path generalises to new wordings (paraphrase / canonical 0.86 against
+    0.49) but learns the sounds more slowly; token dropout trains both paths.
     """
     return {"steps": 10000, "batch_size": 32, "segment_s": 3.0, "min_segment_s": 0.5, "lr": 5e-4,
             "warmup_steps": 300, "checkpoint_every": 250, "eval_every": 500, "cond_dropout": 0.1,
-            "ema_decay": 0.999}
+            "token_dropout": 0.3, "ema_decay": 0.999}
 
 
 def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -251,7 +270,8 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
                resume: bool = True, checkpoint_every: int = 500, cond_dropout: float = 0.1,
                model_config: Mapping[str, Any] | None = None, time_sampling: str = "logit_normal",
                warmup_steps: int = 500, ema_decay: float = 0.999, weight_decay: float = 0.0,
-               grad_clip: float = 1.0, eval_every: int = 500, log_every: int = 50, threads: int | None = None,
+               grad_clip: float = 1.0, token_dropout: float = 0.0, eval_every: int = 500, log_every: int = 50,
+               threads: int | None = None,
                text_encoder: Any = None, progress: bool = True) -> dict[str, Any]:
     """Train a :class:`FlowModel` on ``corpus_dir`` with the frozen codec at ``codec_path``.
 
@@ -272,6 +292,8 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
             ``patch_size``, ``mlp_ratio``, ...; see :class:`FlowConfig`).
         time_sampling: ``"logit_normal"`` or ``"uniform"`` flow-time density.
         warmup_steps, ema_decay, weight_decay, grad_clip: optimiser settings.
+        token_dropout: fraction of the captioned rows trained on the pooled
+            embedding alone (their tokens replaced by one zero token).
         eval_every: steps between held-out losses (EMA weights); 0 disables.
         log_every: steps between entries of the loss history.
         threads: ``torch.set_num_threads`` for the run (None: leave as is).
@@ -283,6 +305,8 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
     """
     if steps < 1 or batch_size < 1 or checkpoint_every < 1 or log_every < 1:
         raise SDSAudioError("steps, batch_size, checkpoint_every and log_every must be positive")
+    if not 0.0 <= token_dropout < 1.0:
+        raise SDSAudioError(f"token_dropout must lie in [0, 1), got {token_dropout}")
     if not 0 < min_segment_s <= segment_s:
         raise SDSAudioError(f"need 0 < min_segment_s <= segment_s, got {min_segment_s} and {segment_s}")
     if threads is not None:
@@ -313,7 +337,7 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay)
     run = {"steps": steps, "batch_size": batch_size, "segment_s": segment_s, "min_segment_s": min_segment_s,
            "lr": lr, "seed": seed, "warmup_steps": warmup_steps, "ema_decay": ema_decay,
-           "weight_decay": weight_decay, "grad_clip": grad_clip}
+           "weight_decay": weight_decay, "grad_clip": grad_clip, "token_dropout": token_dropout}
     fingerprint = hashlib.sha256(json.dumps(
         {"config": config.to_dict(), "run": {k: v for k, v in run.items() if k != "steps"},
          "codec": latent_space_fingerprint(codec), "corpus": (train_set.captions, train_set.n_frames.tolist())},
@@ -344,7 +368,8 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="train flow", disable=not progress)
     for step in bar:
         g = step_generator(seed, step)
-        x0, cond = sample_batch(train_set, text, model, batch_size, min_frames, g, cond_dropout)
+        x0, cond = sample_batch(train_set, text, model, batch_size, min_frames, g, cond_dropout,
+                                token_dropout=token_dropout)
         s = sample_time(batch_size, g, time_sampling)
         noise = torch.randn(x0.shape, generator=g)
         for group in optimizer.param_groups:

@@ -99,3 +99,30 @@ def test_gradients_reach_every_parameter(make_flow, make_condition):
 def test_default_size_fits_the_budget():
     model = FlowModel(FlowConfig())
     assert 5e6 <= model.n_params <= 17.5e6  # <= ~35 MB in float16
+
+
+@torch.no_grad()
+def test_pooled_only_model_reads_the_pooled_embedding_alone(make_flow, make_condition, tmp_path):
+    from sds_audio.flow.weights import load_flow, save_flow
+
+    model = make_flow(cross_attention=False)
+    assert not any("cross" in name or "text_proj" in name for name, _ in model.named_parameters())
+    assert model.n_params < make_flow().n_params
+    x = torch.randn(2, 8, 10, generator=torch.Generator().manual_seed(4))
+    cond = make_condition(2, n_tokens=4, seed=1)
+    v = model(x, 0.5, cond)
+    # the tokens do not matter, the pooled embedding does
+    other_tokens = FlowCondition(torch.randn(2, 9, 384), torch.ones(2, 9, dtype=torch.bool), cond.pooled,
+                                 cond.seconds, cond.drop)
+    torch.testing.assert_close(model(x, 0.5, other_tokens), v)
+    other_pooled = make_condition(2, n_tokens=4, seed=7)
+    assert float((model(x, 0.5, other_pooled) - v).abs().max()) > 1e-3
+    # dropped rows use the null embedding, whatever their text
+    dropped = model(x, 0.5, make_condition(2, seed=2, drop=True))
+    torch.testing.assert_close(dropped, model(x, 0.5, FlowCondition.unconditional(2, 0.4, 384)))
+    assert float((dropped - v).abs().max()) > 1e-3
+    # the setting survives a save / load
+    save_flow(model, tmp_path / "pooled.safetensors", dtype=torch.float32)
+    loaded = load_flow(tmp_path / "pooled.safetensors")
+    assert loaded.config.cross_attention is False
+    torch.testing.assert_close(loaded(x, 0.5, cond), v)

@@ -91,6 +91,33 @@ def test_batches_dropout_rate_and_padding(tmp_path, tiny_corpus_dir, make_codec,
     assert torch.equal(a[0], b[0]) and torch.equal(a[1].seconds, b[1].seconds)
 
 
+def test_token_dropout_hides_tokens_and_keeps_the_pooled_embedding(tmp_path, tiny_corpus_dir, make_codec, make_flow,
+                                                                   text_encoder):
+    latents = load_or_encode(tiny_corpus_dir, make_codec(), "train", 0.5, tmp_path / "lat.safetensors",
+                             progress=False)
+    text = TextBank.build(latents.captions, text_encoder, progress=False)
+    model = make_flow(max_duration_s=0.5, latent_rate=22050 / 128)
+    hidden, kept, n = 0, 0, 0
+    for step in range(100):
+        g0, g1 = step_generator(0, step), step_generator(0, step)
+        x_plain, plain = sample_batch(latents, text, model, 32, 40, g0, cond_dropout=0.2)
+        x_hid, cond = sample_batch(latents, text, model, 32, 40, g1, cond_dropout=0.2, token_dropout=0.5)
+        # the extra draw comes last: the clips, windows and dropped rows are the same
+        assert torch.equal(x_plain, x_hid) and torch.equal(plain.drop, cond.drop)
+        torch.testing.assert_close(cond.pooled, plain.pooled)
+        one_zero_token = (cond.mask.sum(1) == 1) & (cond.tokens[:, 0].abs().sum(1) == 0)
+        assert not bool((one_zero_token & cond.drop).any())  # only captioned rows lose their tokens
+        unchanged = torch.tensor([torch.equal(cond.tokens[i], plain.tokens[i])
+                                  and torch.equal(cond.mask[i], plain.mask[i]) for i in range(32)])
+        assert bool((one_zero_token ^ unchanged).all())
+        hidden += int(one_zero_token.sum())
+        kept += int((~cond.drop).sum())
+    assert abs(hidden / kept - 0.5) < 0.04, hidden / kept  # ~2,560 captioned rows: 3 sigma ~ 0.03
+    with pytest.raises(SDSAudioError, match="token_dropout"):
+        train_flow(tiny_corpus_dir, tmp_path / "bad", make_codec(), steps=1, token_dropout=1.0,
+                   text_encoder=text_encoder, progress=False)
+
+
 def test_lr_schedule():
     assert lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
     assert lr_at(9, 100, 1.0, 10) == pytest.approx(1.0)
