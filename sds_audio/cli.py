@@ -10,6 +10,7 @@ Ctrl-C exits 130.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -92,8 +93,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     audio = generate(args.prompt, seconds=args.seconds, steps=args.steps, cfg=args.cfg, seed=args.seed,
                      negative=args.negative, method=args.sampler, sway_coef=args.sway or None,
                      assets_dir=args.assets, device=args.device)
-    save_audio(out, audio.clamp(-1, 1), 22050)
-    print(f"wrote {out}: {audio.shape[-1] / 22050:.2f} s at 22050 Hz")
+    peak = float(audio.abs().max())
+    note = ""
+    if peak > 1.0:  # the codec can overshoot on sharp onsets: scale down rather than clip
+        audio = audio * (0.99 / peak)
+        note = f", scaled by {20 * math.log10(0.99 / peak):.1f} dB to avoid clipping"
+    save_audio(out, audio, 22050)
+    print(f"wrote {out}: {audio.shape[-1] / 22050:.2f} s at 22050 Hz{note}")
     return 0
 
 
