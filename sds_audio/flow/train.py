@@ -271,8 +271,7 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
                model_config: Mapping[str, Any] | None = None, time_sampling: str = "logit_normal",
                warmup_steps: int = 500, ema_decay: float = 0.999, weight_decay: float = 0.0,
                grad_clip: float = 1.0, token_dropout: float = 0.0, eval_every: int = 500, log_every: int = 50,
-               threads: int | None = None,
-               text_encoder: Any = None, progress: bool = True) -> dict[str, Any]:
+               threads: int | None = None, text_encoder: Any = None, progress: bool = True) -> dict[str, Any]:
     """Train a :class:`FlowModel` on ``corpus_dir`` with the frozen codec at ``codec_path``.
 
     Args:
