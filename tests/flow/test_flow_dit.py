@@ -126,3 +126,19 @@ def test_pooled_only_model_reads_the_pooled_embedding_alone(make_flow, make_cond
     loaded = load_flow(tmp_path / "pooled.safetensors")
     assert loaded.config.cross_attention is False
     torch.testing.assert_close(loaded(x, 0.5, cond), v)
+
+
+def test_tanh_gelu_is_torchs_tanh_gelu_with_and_without_autograd():
+    from sds_audio.flow.dit import TanhGELU
+
+    x = torch.randn(4, 7, 64, generator=torch.Generator().manual_seed(0)) * 3
+    reference = torch.nn.functional.gelu(x, approximate="tanh")
+    with torch.no_grad():
+        fast = TanhGELU()(x)
+    torch.testing.assert_close(fast, reference, atol=2e-6, rtol=1e-5)
+    assert not torch.equal(fast, torch.nn.functional.gelu(x))          # not the exact (erf) GELU
+    xg = x.clone().requires_grad_(True)
+    TanhGELU()(xg).sum().backward()
+    xr = x.clone().requires_grad_(True)
+    torch.nn.functional.gelu(xr, approximate="tanh").sum().backward()
+    torch.testing.assert_close(xg.grad, xr.grad)

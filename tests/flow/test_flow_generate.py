@@ -23,7 +23,7 @@ def prior(text_encoder):
     with torch.no_grad():
         for p in flow.parameters():
             p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.1)
-    return EmbeddedPrior(codec, flow, text_encoder=text_encoder)
+    return EmbeddedPrior(codec, flow, text_encoder=text_encoder, codec_precision="float32")
 
 
 def test_generate_shape_and_seed(prior):

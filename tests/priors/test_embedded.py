@@ -25,7 +25,7 @@ def text_encoder():
 @pytest.fixture(scope="module")
 def prior(text_encoder) -> EmbeddedPrior:
     codec, flow = build_parts()
-    return EmbeddedPrior(codec, flow, text_encoder=text_encoder)
+    return EmbeddedPrior(codec, flow, text_encoder=text_encoder, codec_precision="float32")
 
 
 def _x(prior, batch=2, frames=20, seed=0):
@@ -179,3 +179,43 @@ def test_mismatched_parts_are_refused(text_encoder):
     flow = FlowModel(FlowConfig(**{**TINY_FLOW, "latent_channels": 4}))
     with pytest.raises(SDSAudioError, match="latent channels"):
         EmbeddedPrior(codec, flow, text_encoder=text_encoder)
+
+
+def test_codec_precision(text_encoder):
+    codec, flow = build_parts()
+    with pytest.raises(SDSAudioError, match="codec_precision"):
+        EmbeddedPrior(codec, flow, text_encoder=text_encoder, codec_precision="half")
+    exact = EmbeddedPrior(codec, flow, text_encoder=text_encoder, codec_precision="float32")
+    fast = EmbeddedPrior(codec, flow, text_encoder=text_encoder, codec_precision="bfloat16")
+    assert exact.codec_autocast is None and fast.codec_autocast is torch.bfloat16
+    # "auto" follows the CPU; a float16 / bfloat16 prior never autocasts its codec
+    auto = EmbeddedPrior(codec, flow, text_encoder=text_encoder)
+    from sds_audio.priors.embedded import cpu_has_amx_bf16
+
+    assert auto.codec_autocast is (torch.bfloat16 if cpu_has_amx_bf16() else None)
+    assert EmbeddedPrior(*build_parts(), text_encoder=text_encoder, dtype=torch.bfloat16,  # own copies: .to()
+                         codec_precision="bfloat16").codec_autocast is None                 # moves modules
+    # bfloat16 keeps the prior's dtype and stays differentiable (how close it stays to float32 is
+    # checked on the shipped codec in tests/codec/test_shipped_codec.py: random tiny weights say nothing)
+    audio = torch.randn(2, 1, 3000, generator=torch.Generator().manual_seed(3)) * 0.1
+    z32, zbf = exact.encode(audio), fast.encode(audio)
+    assert zbf.dtype == torch.float32 and zbf.shape == z32.shape and not torch.equal(zbf, z32)
+    z = z32.clone().requires_grad_(True)
+    y32, ybf = exact.decode(z32), fast.decode(z)
+    assert ybf.dtype == torch.float32 and ybf.shape == y32.shape and not torch.equal(ybf.detach(), y32)
+    ybf.square().sum().backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all() and float(z.grad.abs().sum()) > 0
+
+
+def test_registry_passes_codec_precision_only_to_the_embedded_prior(monkeypatch):
+    from sds_audio.priors import registry
+
+    seen = {}
+    monkeypatch.setattr("sds_audio.priors.embedded.load_embedded_prior",
+                        lambda **kw: seen.setdefault("embedded", kw) and "embedded-prior")
+    assert registry.load_prior("embedded", codec_precision="float32") == "embedded-prior"
+    assert seen["embedded"]["codec_precision"] == "float32"
+    monkeypatch.setitem(registry.PRIORS, "stable-audio-open",
+                        ("x", lambda source, device, dtype, **kw: seen.setdefault("sao", kw) and "sao-prior"))
+    assert registry.load_prior("stable-audio-open", codec_precision="float32", token="t") == "sao-prior"
+    assert seen["sao"] == {"token": "t"}
