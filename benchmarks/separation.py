@@ -34,15 +34,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import random
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
+from sds_audio.atomic import write_json_atomic
 from sds_audio.audio_io import load_audio
 from sds_audio.corpus.dataset import read_concepts, read_manifest
 from sds_audio.errors import SDSAudioError
@@ -113,11 +115,21 @@ def build_mixtures(corpus: str | Path, n_mixtures: int, seed: int, min_s: float 
 
 
 def evaluate(prior: Prior, mixtures: list[dict[str, Any]], configs: dict[str, SeparationConfig],
-             judge=None, progress: bool = False) -> dict[str, dict[str, list[float]]]:
-    """Per method: lists over all sources of ``si_sdri``, ``sdr``, ``seconds`` (per mixture), ``judge``."""
+             judge=None, progress: bool = False, done: dict[str, Any] | None = None,
+             on_mixture: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, dict[str, list[float]]]:
+    """Per method: lists over all sources of ``si_sdri``, ``sdr``, ``seconds`` (per mixture), ``judge``.
+
+    ``done`` (``{"n_done": n, "results": ...}`` from an earlier call's ``on_mixture``) skips the
+    first ``n`` mixtures; ``on_mixture(n_done, results)`` is called after each mixture.
+    """
     out: dict[str, dict[str, list[float]]] = {"mixture": {"si_sdri": [], "sdr": [], "judge": [], "seconds": []}}
     out.update({name: {"si_sdri": [], "sdr": [], "judge": [], "seconds": []} for name in configs})
+    start = 0
+    if done is not None:
+        start, out = int(done["n_done"]), done["results"]
     for i, item in enumerate(mixtures):
+        if i < start:
+            continue
         reference, mixture = item["sources"], item["mixture"]
         estimate = mixture.unsqueeze(0).expand_as(reference)
         out["mixture"]["si_sdri"] += [0.0, 0.0]
@@ -136,6 +148,8 @@ def evaluate(prior: Prior, mixtures: list[dict[str, Any]], configs: dict[str, Se
             print(f"  [{i + 1}/{len(mixtures)}] {name}: {' + '.join(item['concepts'])} "
                   f"({mixture.shape[-1] / SAMPLE_RATE:.1f} s) SI-SDRi {gains} dB, {result.seconds:.0f} s",
                   file=sys.stderr, flush=True)
+        if on_mixture is not None:
+            on_mixture(i + 1, out)
     return out
 
 
@@ -187,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--progress", action="store_true", help="show a progress bar per run")
+    parser.add_argument("--json", default=None,
+                        help="write the results here after every mixture; a rerun with the same settings resumes")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
@@ -205,8 +221,21 @@ def main(argv: list[str] | None = None) -> int:
         base = SeparationConfig(steps=args.steps, seed=args.seed, window_s=args.window_s, checkpoint_every=0)
         configs = {f"Audio-SDS (gamma={args.gamma:g})": dataclasses.replace(base, gamma=args.gamma),
                    "reconstruction only (gamma=0)": dataclasses.replace(base, gamma=0.0)}
+        settings = {k: v for k, v in vars(args).items() if k not in ("json", "progress", "threads")}
+        done = None
+        if args.json is not None and Path(args.json).is_file():
+            saved = json.loads(Path(args.json).read_text())
+            if saved.get("settings") == settings:
+                done = saved
+                print(f"resuming after {saved['n_done']} mixture(s) from {args.json}", file=sys.stderr)
+
+        def save(n_done: int, results: dict[str, Any]) -> None:
+            if args.json is not None:
+                write_json_atomic(args.json, {"settings": settings, "n_done": n_done, "results": results})
+
         t0 = time.perf_counter()
-        results = evaluate(prior, mixtures, configs, judge=judge, progress=args.progress)
+        results = evaluate(prior, mixtures, configs, judge=judge, progress=args.progress, done=done,
+                           on_mixture=save)
     except SDSAudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
