@@ -81,19 +81,23 @@ def _build_source(clips: list[dict[str, Any]], n_samples: int, rng: random.Rando
 
 
 def build_mixtures(corpus: str | Path, n_mixtures: int, seed: int, min_s: float = 3.0,
-                   max_s: float = 10.0) -> list[dict[str, Any]]:
-    """``n_mixtures`` dicts ``{"concepts", "prompts", "sources" (2, 1, T), "mixture" (1, T)}`` at 22050 Hz."""
+                   max_s: float = 10.0, split: str = "heldout") -> list[dict[str, Any]]:
+    """``n_mixtures`` dicts ``{"concepts", "prompts", "sources" (2, 1, T), "mixture" (1, T)}`` at 22050 Hz.
+
+    ``split="train"`` builds them from training clips instead: the place to choose settings,
+    so that the held-out figures are not tuned on.
+    """
     root = Path(corpus)
-    records = [r for r in read_manifest(root) if r["split"] == "heldout"]
+    records = [r for r in read_manifest(root) if r["split"] == split]
     if not records:
-        raise SDSAudioError(f"corpus {root} has no held-out clips (split == 'heldout')")
+        raise SDSAudioError(f"corpus {root} has no clips with split == {split!r}")
     prompts = {c["concept"]: c.get("prompt") or c["concept"] for c in read_concepts(root)}
     by_concept: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         by_concept.setdefault(r["concept"], []).append(r)
     concepts = sorted(by_concept)
     if len(concepts) < 2:
-        raise SDSAudioError(f"corpus {root} has held-out clips of fewer than two concepts")
+        raise SDSAudioError(f"corpus {root} has {split} clips of fewer than two concepts")
     rng = random.Random(seed)
     cache: dict[str, torch.Tensor] = {}
     mixtures = []
