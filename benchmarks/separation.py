@@ -27,7 +27,7 @@ Usage::
 
     python benchmarks/separation.py [--corpus /work/data/corpus] [--prior embedded] [--assets DIR]
         [--n-mixtures 20] [--steps 200] [--seed 0] [--window-s S] [--gamma 0.3] [--judge JUDGE.safetensors]
-        [--device cpu] [--threads 1]
+        [--device cpu] [--threads 1] [--json RESULTS.json] [--split heldout|train] [--t-max T]
 """
 
 from __future__ import annotations
@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-s", type=float, default=None, help="separation window (default: the prior's maximum)")
     parser.add_argument("--gamma", type=float, default=SeparationConfig().gamma,
                         help="SDS weight of the Audio-SDS method (default: the library's)")
+    parser.add_argument("--split", default="heldout", choices=["heldout", "train"],
+                        help="clips to build mixtures from (train: for choosing settings)")
+    parser.add_argument("--t-max", type=float, default=None, help="the SDS objectives' highest noise level")
     parser.add_argument("--min-s", type=float, default=3.0)
     parser.add_argument("--max-s", type=float, default=10.0)
     parser.add_argument("--judge", default=None, help="judge.safetensors: also report judge scores")
@@ -221,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
 
             model = load_judge(args.judge)
             judge = lambda audio, rate, prompt: judge_score(audio, prompt, model, sample_rate=rate)  # noqa: E731
-        mixtures = build_mixtures(args.corpus, args.n_mixtures, args.seed, args.min_s, args.max_s)
+        mixtures = build_mixtures(args.corpus, args.n_mixtures, args.seed, args.min_s, args.max_s, split=args.split)
         base = SeparationConfig(steps=args.steps, seed=args.seed, window_s=args.window_s, checkpoint_every=0)
+        if args.t_max is not None:
+            base = dataclasses.replace(base, sds=dataclasses.replace(base.sds, t_max=args.t_max))
         configs = {f"Audio-SDS (gamma={args.gamma:g})": dataclasses.replace(base, gamma=args.gamma),
                    "reconstruction only (gamma=0)": dataclasses.replace(base, gamma=0.0)}
         settings = {k: v for k, v in vars(args).items() if k not in ("json", "progress", "threads")}
