@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from sds_audio.atomic import write_json_atomic
 from sds_audio.errors import SDSAudioError
 from sds_audio.jobs import build_synth, load_judge_scorer
 from sds_audio.priors.registry import load_prior
@@ -94,11 +95,28 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def section_quality(prior, judge, args) -> dict:
+    """Every prompt for seed 0, then every prompt for seed 1, ...; with ``--runs-cache`` each run is
+    saved as it finishes and a rerun with the same settings skips the runs already there."""
     pairs = prompt_list(args.corpus)
+    autocast = getattr(prior, "codec_autocast", None)
+    settings = {"prior": args.prior, "steps": args.steps, "restarts": args.restarts, "duration_s": args.duration_s,
+                "codec_autocast": None if autocast is None else str(autocast)}
+    cached: list[dict] = []
+    if args.runs_cache is not None and args.runs_cache.is_file():
+        cached = [r for r in json.loads(args.runs_cache.read_text()) if r.get("settings") == settings]
     runs = []
-    for synth_type, prompt in tqdm(pairs, desc="prompts"):
-        for seed in range(args.seeds):
-            runs.append(run_once(prior, judge, synth_type, prompt, seed, args.steps, args.restarts, args.duration_s))
+    todo = [(seed, st, p) for seed in range(args.seeds) for st, p in pairs]
+    for seed, synth_type, prompt in tqdm(todo, desc="runs"):
+        hit = [r for r in cached if (r["synth"], r["prompt"], r["seed"]) == (synth_type, prompt, seed)]
+        if hit:
+            runs.append(hit[0])
+            continue
+        run = run_once(prior, judge, synth_type, prompt, seed, args.steps, args.restarts, args.duration_s)
+        runs.append({**run, "settings": settings})
+        if args.runs_cache is not None:
+            done = {(r["synth"], r["prompt"], r["seed"]) for r in runs}
+            keep = [r for r in cached if (r["synth"], r["prompt"], r["seed"]) not in done]
+            write_json_atomic(args.runs_cache, keep + runs)
     print("\n### Prompt -> preset: judge score before / after\n")
     print("| synth | prompt | init (restart mean) | final (restart mean) | gain | kept final | gain (kept) |")
     print("|---|---|---|---|---|---|---|")
@@ -185,6 +203,8 @@ def main() -> int:
                         help="speed section: the embedded prior's codec precision(s), runs alternating")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument("--runs-cache", type=Path, default=None,
+                        help="quality section: save each run here as it ends; a rerun resumes from it")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sections = set(args.sections.split(","))
