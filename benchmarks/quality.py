@@ -16,6 +16,7 @@ speed      wall time of ``sds-audio fm "kick drum, bass, reverb" -o DIR`` with
            default settings (a fresh process: imports, model loading and the run).
 
 Usage: python benchmarks/quality.py [--prior embedded] [--seeds 3] [--steps 150] [--json out.json]
+       [--runs-cache runs.json] [--speed-runs 3] [--codec-precision float32 auto]
 """
 
 from __future__ import annotations
