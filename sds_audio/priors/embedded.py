@@ -70,6 +70,8 @@ class EmbeddedPrior(Prior):
             2.4 % (relative L2; log-spectral distance 0.033, against 0.75 between the
             codec's float32 reconstruction and the original), see
             ``benchmarks/codec_speed.py --precision float32 bfloat16 --corpus DIR``.
+            Applies to a float32 prior only (a ``dtype=float16`` / ``bfloat16`` prior runs
+            its codec in that dtype).
     """
 
     name = "embedded"
