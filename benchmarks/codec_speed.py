@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import random
 import statistics
 import time
@@ -60,9 +59,9 @@ def _log_spectral_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 def _compare_precisions(codec, corpus: Path, seconds: float) -> None:
     """How far bfloat16 autocast moves the codec's latents and output, on 16 held-out clips."""
     from sds_audio.audio_io import load_audio
+    from sds_audio.corpus.dataset import read_manifest
 
-    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    rows = random.Random(0).sample([r for r in rows if r["split"] != "train"], 16)
+    rows = random.Random(0).sample([r for r in read_manifest(corpus) if r["split"] == "heldout"], 16)
     n = int(seconds * codec.config.sample_rate)
     clips = []
     for row in rows:
