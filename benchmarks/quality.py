@@ -9,7 +9,7 @@ quality    8 FM and 8 impact prompts (canonical prompts of corpus concepts that 
            one run, before vs after (no selection involved; the bar is judged on
            it), and *kept* = the restart the run keeps (best final judge score)
            against the mean at initialisation (what a user gets).
-ablations  the same measure on a subset of prompts, one seed, varying one option
+ablations  the same measure on a subset of prompts (``--ablation-seeds`` seeds), varying one option
            at a time: decoder vs latent SDS, spectral emphasis vs waveform-only
            loss, k = 1 / 4 / 10 denoising steps, guidance scale.
 speed      wall time of ``sds-audio fm "kick drum, bass, reverb" -o DIR`` with
@@ -143,20 +143,45 @@ def section_quality(prior, judge, args) -> dict:
 
 
 def section_ablations(prior, judge, args) -> dict:
+    """Each variant on the same prompt subset for seeds ``0 .. --ablation-seeds - 1``; with
+    ``--runs-cache`` the runs are saved as they end (tagged with the variant) and a rerun resumes."""
     pairs = prompt_list(args.corpus)
     subset = [p for p in pairs if p[1] in (PAPER_PROMPTS["fm"], PAPER_PROMPTS["impact"])]
     subset += [pairs[0], pairs[len(FM_CONCEPTS) + 1]]
-    rows = {}
-    for name, overrides in tqdm(ABLATIONS.items(), desc="ablations"):
-        runs = [run_once(prior, judge, st, p, 0, args.steps, args.restarts, args.duration_s, overrides)
-                for st, p in subset]
-        rows[name] = summarise(runs)
-    print(f"\n### Ablations ({len(subset)} prompts: {', '.join(p for _, p in subset)}; seed 0)\n")
-    print("| variant | mean gain (restart mean) | mean gain (kept) | median run s |")
-    print("|---|---|---|---|")
+    autocast = getattr(prior, "codec_autocast", None)
+    base = {"prior": args.prior, "steps": args.steps, "restarts": args.restarts, "duration_s": args.duration_s,
+            "codec_autocast": None if autocast is None else str(autocast)}
+    cache: list[dict] = []
+    if args.runs_cache is not None and args.runs_cache.is_file():
+        cache = json.loads(args.runs_cache.read_text())
+    todo = [(seed, name, st, p) for seed in range(args.ablation_seeds) for name in ABLATIONS for st, p in subset]
+    by_variant: dict[str, list[dict]] = {name: [] for name in ABLATIONS}
+    for seed, name, synth_type, prompt in tqdm(todo, desc="ablations"):
+        settings = {**base, "ablation": name}
+        hit = [r for r in cache if r.get("settings") == settings and (r["synth"], r["prompt"], r["seed"]) ==
+               (synth_type, prompt, seed)]
+        if hit:
+            by_variant[name].append(hit[0])
+            continue
+        run = {**run_once(prior, judge, synth_type, prompt, seed, args.steps, args.restarts, args.duration_s,
+                          ABLATIONS[name]), "settings": settings}
+        by_variant[name].append(run)
+        cache.append(run)
+        if args.runs_cache is not None:
+            write_json_atomic(args.runs_cache, cache)
+    rows = {name: summarise(runs) for name, runs in by_variant.items()}
+    print(f"\n### Ablations ({len(subset)} prompts: {', '.join(p for _, p in subset)}; "
+          f"seeds 0-{args.ablation_seeds - 1})\n")
+    print("| variant | runs | final > init (restart mean) | mean gain (restart mean) | mean gain, fm | "
+          "mean gain, impact | mean gain (kept) | median run s |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, s in rows.items():
-        print(f"| {name} | {s['mean_gain']:+.3f} | {s['mean_gain_kept']:+.3f} | {s['median_s']:.1f} |")
-    return rows
+        fm = [r["gain_mean"] for r in by_variant[name] if r["synth"] == "fm"]
+        im = [r["gain_mean"] for r in by_variant[name] if r["synth"] == "impact"]
+        print(f"| {name} | {s['runs']} | {s['improved_pct']:.0f} % | {s['mean_gain']:+.3f} | "
+              f"{statistics.fmean(fm):+.3f} | {statistics.fmean(im):+.3f} | {s['mean_gain_kept']:+.3f} | "
+              f"{s['median_s']:.1f} |")
+    return {"rows": rows, "runs": by_variant}
 
 
 def section_speed(args) -> dict:
@@ -199,13 +224,14 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--restarts", type=int, default=4)
     parser.add_argument("--duration-s", type=float, default=1.5)
+    parser.add_argument("--ablation-seeds", type=int, default=1)
     parser.add_argument("--speed-runs", type=int, default=3)
     parser.add_argument("--codec-precision", nargs="+", default=["auto"], choices=["auto", "float32", "bfloat16"],
                         help="speed section: the embedded prior's codec precision(s), runs alternating")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--runs-cache", type=Path, default=None,
-                        help="quality section: save each run here as it ends; a rerun resumes from it")
+                        help="quality / ablations sections: save each run here as it ends; a rerun resumes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sections = set(args.sections.split(","))
