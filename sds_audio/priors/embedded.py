@@ -121,9 +121,9 @@ class EmbeddedPrior(Prior):
         return max(1, -(-int(n_samples) // self.hop_length))
 
     # ------------------------------------------------------------- autoencoder
-    @torch.no_grad()
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, T)`` at 22050 Hz -> normalised latents ``(B, D, ceil(T / hop))``."""
+        """``(B, 1, T)`` at 22050 Hz -> normalised latents ``(B, D, ceil(T / hop))``; differentiable
+        (latent SDS needs the encoder's gradient; decoder-SDS calls it under ``no_grad``)."""
         if audio.dim() != 3 or audio.shape[1] != self.channels:
             raise SDSAudioError(f"the embedded prior expects audio of shape (batch, {self.channels}, samples), "
                                 f"got {tuple(audio.shape)}")

@@ -48,6 +48,32 @@ def test_protocol_and_layout(prior):
     assert z.grad is not None and float(z.grad.abs().sum()) > 0
 
 
+def test_encode_is_differentiable_for_latent_sds(prior):
+    g = torch.Generator().manual_seed(3)
+    audio = (0.1 * torch.randn(1, 1, 600, generator=g)).requires_grad_(True)
+    direction = 0.1 * torch.randn(1, 1, 600, generator=g)
+    z = prior.encode(audio)
+    assert z.requires_grad
+    probe = torch.randn(z.shape, generator=g)
+    (grad,) = torch.autograd.grad((z * probe).sum(), audio)
+    with torch.no_grad():                      # directional derivative against a central difference
+        h = 1e-2
+        fd = ((prior.encode(audio + h * direction) - prior.encode(audio - h * direction)) * probe).sum() / (2 * h)
+    assert float((grad * direction).sum()) == pytest.approx(float(fd), rel=2e-2)
+    assert float(fd) != 0.0
+
+
+def test_latent_sds_runs_on_the_embedded_prior(prior):
+    from sds_audio.sds import SDSConfig, SDSObjective
+
+    audio = (0.1 * torch.randn(2, 1, 3000, generator=torch.Generator().manual_seed(5))).requires_grad_(True)
+    sds = SDSObjective(prior, "kick drum", SDSConfig(objective="latent", denoise_steps=2))
+    result = sds(audio, prior.sample_rate, generator=torch.Generator().manual_seed(6))
+    result.loss.backward()
+    assert torch.isfinite(audio.grad).all() and float(audio.grad.abs().sum()) > 0
+    assert torch.isfinite(result.grad_norm).all() and (result.grad_norm > 0).all()
+
+
 def test_add_noise_and_noise_from_x0_are_consistent(prior):
     x0, noise = _x(prior, seed=1), _x(prior, seed=2)
     t = torch.tensor([0.3, 0.9])
