@@ -91,6 +91,7 @@ from torch import nn
 from sds_audio.spectral import MultiResolutionSTFTDistance, linear_magnitude_distance, log_magnitude_distance
 from sds_audio.spectral_ot import SpectralOTDistance
 from sds_audio.synths import FMSynth, ImpactSynth
+from sds_audio.tasks.match import MatchConfig, match
 
 BAR = 0.8
 LOSSES = ("mrstft", "mrstft+ot")
@@ -145,7 +146,9 @@ FREQUENCIES = {"fm": ("f0_hz", "ratio", "fixed_hz"), "impact": ("mode_freq_hz", 
 def fit(name: str, seed: int, *, steps: int, batch: int, lr: float, lr_end: float, sample_rate: int,
         n_samples: int, given: tuple[str, ...] = (), loss: str = "mrstft", ot_weight_start: float = 30.0,
         ot_anneal: float = 0.5, ot_axis: str = "log", ot_power: float = 2.0,
-        ot_params: str = "freq") -> dict[str, float]:
+        ot_params: str = "freq", reseed: int = MatchConfig.reseed_events,
+        reseed_fraction: float = MatchConfig.reseed_fraction,
+        frequency_lr_scale: float = MatchConfig.frequency_lr_scale) -> dict[str, float]:
     """One inverse-synthesis run; returns the distances and the wall time."""
     distance = MultiResolutionSTFTDistance()
     target_synth = build(name, 1, sample_rate).randomize_(torch.Generator().manual_seed(10_000 + seed))
@@ -158,6 +161,18 @@ def fit(name: str, seed: int, *, steps: int, batch: int, lr: float, lr_end: floa
         for k in frozen:
             synth.raw[k].copy_(target_synth.raw[k].expand_as(synth.raw[k]))
         start = distance(synth(n_samples), target)
+    if loss == "mrstft":
+        # the library's sound matching (sds_audio.tasks.match), from these restarts
+        config = MatchConfig(steps=steps, restarts=batch, lr=lr, lr_end=lr_end,
+                             frequency_lr_scale=frequency_lr_scale, reseed_events=reseed,
+                             reseed_fraction=reseed_fraction, init="current", frozen=tuple(frozen))
+        result = match(synth, target[0], config, distance=distance, progress=False)
+        final = torch.tensor(result.distance_final)
+        kept = result.best_index
+        return {"random": float(random_start.median()), "start": float(start[kept]), "final": float(final[kept]),
+                "reduction": 1.0 - float(final[kept] / start[kept]),
+                "vs_random": 1.0 - float(final[kept] / random_start.median()),
+                "all": float((1.0 - final / start).median()), "seconds": result.seconds}
     objective = FitLoss(target, sample_rate, ot_axis, ot_power)
     w_start = ot_weight_start if loss == "mrstft+ot" else 0.0
     params = [p for k, p in synth.raw.items() if k not in frozen]
@@ -211,6 +226,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample-rate", type=int, default=22050)
     parser.add_argument("--duration", type=float, default=0.5)
     parser.add_argument("--given", default="", help="comma-separated parameters copied from the target and frozen")
+    parser.add_argument("--frequency-lr-scale", type=float, default=MatchConfig.frequency_lr_scale,
+                        help="mrstft loss: learning rate of the frequency parameters relative to the rest "
+                             "(1 = the plain recipe)")
+    parser.add_argument("--reseed", type=int, default=MatchConfig.reseed_events,
+                        help="mrstft loss: residual-driven re-seedings in the first 60 %% of the steps "
+                             "(synths with re-seedable components: ImpactSynth's modes); 0 = plain Adam")
+    parser.add_argument("--reseed-fraction", type=float, default=MatchConfig.reseed_fraction,
+                        help="share of each candidate's modes moved per re-seeding")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -223,7 +246,10 @@ def main(argv: list[str] | None = None) -> None:
                  f"{'the frequency parameters only' if args.ot_params == 'freq' else 'all parameters'}")
     print(f"{args.steps} Adam steps, {args.batch} random restarts, lr {args.lr} -> {args.lr_end} (cosine), "
           f"{args.duration} s at {args.sample_rate} Hz, loss {loss}"
-          f"{' (given: ' + ', '.join(given) + ')' if given else ''}; reported: MultiResolutionSTFTDistance()")
+          f"{' (given: ' + ', '.join(given) + ')' if given else ''}"
+          f"{f', frequency lr x{args.frequency_lr_scale:g}' if args.loss == 'mrstft' else ''}"
+          f"{f', impact modes re-seeded {args.reseed} times ({args.reseed_fraction:.0%})' if args.reseed else ''}"
+          f"; reported: MultiResolutionSTFTDistance()")
     header = (f"{'synth':<8} {'seed':>4} {'random start':>12} {'kept start':>10} {'kept final':>10} "
               f"{'reduction':>9} {'vs random':>9} {'all runs':>8} {'s':>6}")
     for name in args.synths.split(","):
@@ -234,7 +260,8 @@ def main(argv: list[str] | None = None) -> None:
             r = fit(name, seed, steps=args.steps, batch=args.batch, lr=args.lr, lr_end=args.lr_end,
                     sample_rate=args.sample_rate, n_samples=n_samples, given=given, loss=args.loss,
                     ot_weight_start=args.ot_weight, ot_anneal=args.ot_anneal, ot_axis=args.ot_axis,
-                    ot_power=args.ot_power, ot_params=args.ot_params)
+                    ot_power=args.ot_power, ot_params=args.ot_params, reseed=args.reseed,
+                    reseed_fraction=args.reseed_fraction, frequency_lr_scale=args.frequency_lr_scale)
             rows.append(r)
             print(f"{name:<8} {seed:>4} {r['random']:>12.3f} {r['start']:>10.3f} {r['final']:>10.3f} "
                   f"{r['reduction']:>9.1%} {r['vs_random']:>9.1%} {r['all']:>8.1%} {r['seconds']:>6.0f}", flush=True)

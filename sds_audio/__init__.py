@@ -28,6 +28,8 @@ _EXPORTS = {
     "SynthesisConfig": "sds_audio.tasks.synthesize",
     "separate": "sds_audio.tasks.separate",
     "SeparationConfig": "sds_audio.tasks.separate",
+    "match": "sds_audio.tasks.match",
+    "MatchConfig": "sds_audio.tasks.match",
     "SDSAudioError": "sds_audio.errors",
 }
 

@@ -120,6 +120,24 @@ class Synth(nn.Module):
         """The tensors an optimiser should update."""
         return list(self.raw.values())
 
+    def parameter_groups(self, lr: float, frequency_lr_scale: float = 1.0,
+                         frozen: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Optimiser parameter groups: the frequency parameters (:attr:`ParamSpec.is_frequency`)
+        at ``lr * frequency_lr_scale``, the rest at ``lr``; names in ``frozen`` left out.
+
+        Each group also carries ``"lr_scale"`` (its share of ``lr``) for learning-rate schedules.
+        """
+        unknown = [k for k in frozen if k not in self.param_specs]
+        if unknown:
+            raise ValueError(f"unknown parameters {unknown}; this synth has {', '.join(self.param_specs)}")
+        free = [k for k in self.param_specs if k not in frozen]
+        groups = []
+        for scale, names in ((1.0, [k for k in free if not self.param_specs[k].is_frequency]),
+                             (float(frequency_lr_scale), [k for k in free if self.param_specs[k].is_frequency])):
+            if names:
+                groups.append({"params": [self.raw[k] for k in names], "lr": lr * scale, "lr_scale": scale})
+        return groups
+
     # -- convenience ------------------------------------------------------------------
     def n_samples(self, duration_s: float) -> int:
         """Sample count for a duration at this synth's rate."""
@@ -129,6 +147,24 @@ class Synth(nn.Module):
 
     def forward(self, n_samples: int) -> torch.Tensor:
         return self.render(self.controls(), n_samples)
+
+    @torch.no_grad()
+    def reseed_toward_(self, target_spectrum: torch.Tensor, spectra: torch.Tensor, hz_per_bin: float,
+                       fraction: float) -> dict[str, torch.Tensor]:
+        """Optional move for sound matching (:func:`sds_audio.tasks.match.match`): put components
+        that explain nothing where the target has energy the render lacks.
+
+        Args:
+            target_spectrum: ``(bins,)`` time-averaged magnitude spectrum of the target, bin ``i`` at
+                ``i * hz_per_bin`` Hz.
+            spectra: ``(batch, bins)`` the same for each candidate's current render.
+            fraction: share of the synth's re-seedable components to move per candidate.
+
+        Returns:
+            ``{parameter name: bool mask shaped like raw[name]}`` of the entries that changed (the
+            caller restarts its optimiser state there). The base class moves nothing: ``{}``.
+        """
+        return {}
 
     @torch.no_grad()
     def select(self, index: int) -> "Synth":

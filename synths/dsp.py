@@ -360,6 +360,27 @@ def damped_mode_sum(freq_hz: torch.Tensor, decay_s: torch.Tensor, amp: torch.Ten
 # ---------------------------------------------------------------------------------------
 # noise bands (reverb tail)
 # ---------------------------------------------------------------------------------------
+def spectral_peaks(spectrum: torch.Tensor, k: int) -> torch.Tensor:
+    """Fractional bin positions of the ``k`` largest local maxima of a 1-D magnitude spectrum.
+
+    A bin is a peak when it is positive, above its lower neighbour and not below its
+    upper one; its position is refined by a parabola through the log magnitudes of
+    the three bins (within half a bin). Returns a float tensor of at most ``k``
+    positions, largest peak first (empty when there is no peak).
+    """
+    if spectrum.dim() != 1:
+        raise ValueError(f"spectrum must be 1-D, got shape {tuple(spectrum.shape)}")
+    if spectrum.numel() < 3 or k < 1:
+        return spectrum.new_zeros(0)
+    mid = spectrum[1:-1]
+    bins = torch.nonzero((mid > spectrum[:-2]) & (mid >= spectrum[2:]) & (mid > 0)).flatten() + 1
+    bins = bins[spectrum[bins].argsort(descending=True)[:k]]
+    log_mag = torch.log(spectrum.clamp(min=torch.finfo(spectrum.dtype).tiny))
+    a, b, c = log_mag[bins - 1], log_mag[bins], log_mag[bins + 1]
+    curvature = (a - 2 * b + c).clamp(max=-1e-12)
+    return bins.to(spectrum.dtype) + (0.5 * (a - c) / curvature).clamp(-0.5, 0.5)
+
+
 def seeded_noise(seed: int, channels: int, n_samples: int, dtype: torch.dtype = torch.float32,
                  device: torch.device | str | None = None) -> torch.Tensor:
     """Unit-variance white noise ``(channels, n_samples)``, bit-identical for a given seed.

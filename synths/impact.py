@@ -127,6 +127,47 @@ class ImpactSynth(Synth):
         return {"n_modes": self.n_modes, "n_bands": self.n_bands, "sample_rate": self.sample_rate,
                 "channels": self.channels, "seed": self.seed}
 
+    @torch.no_grad()
+    def reseed_toward_(self, target_spectrum: torch.Tensor, spectra: torch.Tensor, hz_per_bin: float,
+                       fraction: float) -> dict[str, torch.Tensor]:
+        """Matching pursuit's move: in each candidate, the ``fraction`` of the modes that sit where
+        the target is quietest (its magnitude at the mode's frequency; above the anti-alias cutoff
+        counts as silent; ties: the weakest mode first) jump onto the largest peaks of ``relu(target - candidate)``, with the
+        candidate's median decay and geometric-mean amplitude; the gradient then refines them.
+
+        See :meth:`Synth.reseed_toward_` for the arguments; the masks cover ``mode_freq_hz``,
+        ``mode_decay_s`` and ``mode_amp``.
+        """
+        if target_spectrum.dim() != 1 or spectra.shape != (self.batch_size, target_spectrum.shape[0]):
+            raise ValueError(f"need target_spectrum (bins,) and spectra (batch={self.batch_size}, bins), got "
+                             f"{tuple(target_spectrum.shape)} and {tuple(spectra.shape)}")
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+        controls = self.controls()
+        freq, amp, decay = controls["mode_freq_hz"], controls["mode_amp"], controls["mode_decay_s"]
+        position = (freq / hz_per_bin).clamp(0, target_spectrum.shape[0] - 1)
+        lo = position.floor().long().clamp(max=target_spectrum.shape[0] - 2)
+        w = position - lo
+        at_mode = (1 - w) * target_spectrum[lo] + w * target_spectrum[lo + 1]       # linear interpolation
+        usefulness = at_mode * dsp.nyquist_gain(freq, self.sample_rate)
+        strength = amp * dsp.nyquist_gain(freq, self.sample_rate)
+        residual = (target_spectrum - spectra).clamp(min=0)
+        n_move = max(1, int(round(fraction * self.n_modes)))
+        names = ("mode_freq_hz", "mode_decay_s", "mode_amp")
+        masks = {k: torch.zeros_like(self.raw[k], dtype=torch.bool) for k in names}
+        for b in range(self.batch_size):
+            peaks_hz = dsp.spectral_peaks(residual[b], n_move).to(freq.dtype) * hz_per_bin
+            if peaks_hz.numel() == 0:
+                continue
+            by_strength = strength[b].argsort(stable=True)           # ties in usefulness: weakest first
+            idle = by_strength[usefulness[b][by_strength].argsort(stable=True)][:peaks_hz.numel()]
+            new = {"mode_freq_hz": peaks_hz, "mode_decay_s": decay[b].median().expand(idle.numel()),
+                   "mode_amp": amp[b].log().mean().exp().expand(idle.numel())}
+            for k in names:
+                self.raw[k][b, idle] = self.param_specs[k].from_physical(new[k]).to(self.raw[k].dtype)
+                masks[k][b, idle] = True
+        return masks
+
     def object_impulse(self, controls: Mapping[str, torch.Tensor], n_samples: int) -> torch.Tensor:
         """The modal (dry) object sound ``(batch, n_samples)``."""
         freq = controls["mode_freq_hz"]

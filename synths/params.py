@@ -28,6 +28,8 @@ Scale = Literal["linear", "log"]
 # Largest |u| produced by from_physical; sigmoid(±_U_LIMIT) differs from 0/1 by
 # about 1e-7, below float32 resolution of a normalised value.
 _EDGE = 1e-6
+#: units of parameters that set frequencies (:attr:`ParamSpec.is_frequency`)
+FREQUENCY_UNITS = ("Hz", "ratio")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,12 @@ class ParamSpec:
             raise ValueError(f"ParamSpec {self.name}: log scale needs min > 0")
         if not self.min <= self.default <= self.max:
             raise ValueError(f"ParamSpec {self.name}: default {self.default} outside [{self.min}, {self.max}]")
+
+    @property
+    def is_frequency(self) -> bool:
+        """Whether the parameter places partials on the frequency axis (unit Hz, or a frequency
+        ratio); optimisers give these a smaller step (see ``frequency_lr_scale`` in the tasks)."""
+        return self.unit in FREQUENCY_UNITS
 
     # -- normalised <-> physical -------------------------------------------------
     def normalize(self, value: torch.Tensor) -> torch.Tensor:

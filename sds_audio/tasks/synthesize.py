@@ -46,6 +46,8 @@ class SynthesisConfig:
     Attributes:
         steps: Adam updates.
         lr: Adam learning rate on the unconstrained parameters.
+        frequency_lr_scale: learning rate of the frequency parameters (unit Hz or a ratio) relative
+            to ``lr`` (see :meth:`~sds_audio.synths.base.Synth.parameter_groups`).
         restarts: random initialisations optimised together (the synth's batch).
         duration_s: length of the rendered sound.
         judge_every: score restarts with the judge every this many steps (0 = never).
@@ -56,6 +58,7 @@ class SynthesisConfig:
 
     steps: int = 150
     lr: float = 0.05
+    frequency_lr_scale: float = 1.0
     restarts: int = 4
     duration_s: float = 1.5
     judge_every: int = 25
@@ -68,6 +71,8 @@ class SynthesisConfig:
             raise SDSAudioError("steps must be an integer >= 1", field="steps")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise SDSAudioError("lr must be a positive number", field="lr")
+        if not (math.isfinite(self.frequency_lr_scale) and self.frequency_lr_scale > 0):
+            raise SDSAudioError("frequency_lr_scale must be a positive number", field="frequency_lr_scale")
         if int(self.restarts) != self.restarts or self.restarts < 1:
             raise SDSAudioError("restarts must be an integer >= 1", field="restarts")
         if not (math.isfinite(self.duration_s) and self.duration_s > 0):
@@ -160,7 +165,7 @@ def synthesize(synth: Synth, prompt: str, prior: Prior, config: SynthesisConfig 
     sds_config = dataclasses.replace(config.sds, seed=config.seed)
     objective = SDSObjective(prior, prompt, sds_config, seconds=config.duration_s)
     n_samples = synth.n_samples(config.duration_s)
-    optimizer = torch.optim.Adam(synth.unconstrained_parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(synth.parameter_groups(config.lr, config.frequency_lr_scale), lr=config.lr)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if ckpt_path is not None and not resume:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)

@@ -264,3 +264,17 @@ def test_time_chunked_render_matches_one_piece(monkeypatch):
     torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=1e-6)
     for name in results[0][1]:
         torch.testing.assert_close(results[1][1][name], results[0][1][name], rtol=1e-4, atol=1e-5)
+
+
+def test_parameter_groups_split_frequencies_from_the_rest():
+    synth = FMSynth(n_operators=2, sample_rate=8000)
+    groups = synth.parameter_groups(0.1, frequency_lr_scale=0.2, frozen=("level",))
+    names = {id(p): k for k, p in synth.raw.items()}
+    slow = {names[id(p)] for p in groups[1]["params"]}
+    fast = {names[id(p)] for p in groups[0]["params"]}
+    assert slow == {k for k, spec in synth.param_specs.items() if spec.unit in ("Hz", "ratio")} >= {"f0_hz", "ratio"}
+    assert fast == set(synth.param_specs) - slow - {"level"}
+    assert groups[0]["lr"] == pytest.approx(0.1) and groups[1]["lr"] == pytest.approx(0.02)
+    assert [g["lr_scale"] for g in groups] == [1.0, 0.2]
+    with pytest.raises(ValueError, match="unknown"):
+        synth.parameter_groups(0.1, frozen=("nope",))

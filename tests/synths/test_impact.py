@@ -198,3 +198,40 @@ def test_large_mode_count_renders():
 def test_bad_configuration_is_a_user_error(bad):
     with pytest.raises(SDSAudioError):
         ImpactSynth(**bad)
+
+
+def test_reseed_toward_moves_idle_modes_onto_residual_peaks():
+    synth = ImpactSynth(n_modes=6, n_bands=2, sample_rate=SR, channels=1, batch_size=2)
+    hz_per_bin = SR / 1024
+    # candidate 0: mode 2 sits on a target partial (bin 60); candidate 1: every mode is idle
+    freqs = torch.tensor([[100.0, 150.0, 60 * hz_per_bin, 250.0, 300.0, 350.0],
+                          [100.0, 150.0, 200.0, 250.0, 300.0, 350.0]])
+    amps = torch.tensor([[0.5, 0.01, 0.001, 0.5, 0.002, 0.5], [0.5, 0.5, 0.5, 0.5, 0.5, 0.001]])
+    synth.set_controls({"mode_freq_hz": freqs, "mode_amp": amps})
+    before = {k: v.detach().clone() for k, v in synth.controls().items()}
+    target = torch.zeros(513)
+    target[59:62] = torch.tensor([0.2, 0.4, 0.2])             # the partial mode 2 of candidate 0 explains
+    target[150:153] = torch.tensor([0.5, 1.0, 0.5])           # the largest missing partial, bin 151
+    target[300:303] = torch.tensor([0.2, 0.6, 0.2])           # the next one, bin 301
+    spectra = torch.zeros(2, 513)
+    spectra[0, 59:62] = target[59:62]
+    masks = synth.reseed_toward_(target, spectra, hz_per_bin, fraction=2 / 6)
+    assert set(masks) == {"mode_freq_hz", "mode_decay_s", "mode_amp"}
+    assert masks["mode_freq_hz"].sum(dim=1).tolist() == [2, 2]
+    after = {k: v.detach() for k, v in synth.controls().items()}
+    # candidate 0: the idle modes go, weakest first (4, then 1), to the largest then the second peak;
+    # mode 2 is the weakest of all but sits on a partial, so it stays
+    assert masks["mode_freq_hz"][0].nonzero().flatten().tolist() == [1, 4]
+    assert float(after["mode_freq_hz"][0, 4]) == pytest.approx(151 * hz_per_bin, abs=0.01)
+    assert float(after["mode_freq_hz"][0, 1]) == pytest.approx(301 * hz_per_bin, abs=0.01)
+    # candidate 1: the weakest is mode 5, then the first of the equally strong ones
+    assert masks["mode_freq_hz"][1].nonzero().flatten().tolist() == [0, 5]
+    assert float(after["mode_freq_hz"][1, 5]) == pytest.approx(151 * hz_per_bin, abs=0.01)
+    # the rest keep their values; moved modes take the candidate's median decay
+    keep = ~masks["mode_freq_hz"]
+    torch.testing.assert_close(after["mode_freq_hz"][keep], before["mode_freq_hz"][keep])
+    torch.testing.assert_close(after["mode_decay_s"][0, 4], before["mode_decay_s"][0].median(), rtol=1e-4, atol=0)
+    # nothing missing: nothing moves
+    assert not any(m.any() for m in synth.reseed_toward_(target, target.expand(2, -1), hz_per_bin, 0.5).values())
+    with pytest.raises(ValueError, match="spectra"):
+        synth.reseed_toward_(target, torch.zeros(3, 513), hz_per_bin, 0.5)

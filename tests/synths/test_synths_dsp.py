@@ -163,3 +163,20 @@ def test_nyquist_gain_and_pan_law():
     torch.testing.assert_close(pan.square().sum(-1), torch.full((4,), 2.0))
     torch.testing.assert_close(pan[1], torch.ones(2))
     assert pan[0, 1].abs() < 1e-6 and pan[3, 0].abs() < 1e-6
+
+
+def test_spectral_peaks_find_sinusoids_to_a_fraction_of_a_bin():
+    sr, n_fft = 8000, 1024
+    t = torch.arange(4 * n_fft, dtype=torch.float64) / sr
+    tone = 1.0 * torch.sin(2 * math.pi * 1234.5 * t) + 0.3 * torch.sin(2 * math.pi * 440.0 * t)
+    mags = torch.stft(tone, n_fft, n_fft // 4, window=torch.hann_window(n_fft, dtype=torch.float64),
+                      return_complex=True).abs().mean(dim=-1)
+    peaks_hz = dsp.spectral_peaks(mags, 2) * sr / n_fft
+    assert peaks_hz.shape == (2,)
+    assert float(peaks_hz[0]) == pytest.approx(1234.5, abs=0.1 * sr / n_fft)     # the largest first
+    assert float(peaks_hz[1]) == pytest.approx(440.0, abs=0.1 * sr / n_fft)
+    assert dsp.spectral_peaks(mags, 1).shape == (1,)
+    assert dsp.spectral_peaks(torch.zeros(64), 3).numel() == 0                     # silence: no peak
+    assert dsp.spectral_peaks(torch.linspace(0, 1, 64), 3).numel() == 0            # monotone: no peak
+    with pytest.raises(ValueError, match="1-D"):
+        dsp.spectral_peaks(torch.ones(2, 8), 1)
