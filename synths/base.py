@@ -148,6 +148,10 @@ class Synth(nn.Module):
     def forward(self, n_samples: int) -> torch.Tensor:
         return self.render(self.controls(), n_samples)
 
+    #: whether :meth:`reseed_toward_` moves anything (sound matching then re-seeds and slows
+    #: the frequency parameters down, see :class:`sds_audio.tasks.match.MatchConfig`)
+    can_reseed: ClassVar[bool] = False
+
     @torch.no_grad()
     def reseed_toward_(self, target_spectrum: torch.Tensor, spectra: torch.Tensor, hz_per_bin: float,
                        fraction: float) -> dict[str, torch.Tensor]:

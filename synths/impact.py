@@ -80,6 +80,7 @@ class ImpactSynth(Synth):
     """
 
     synth_type = "impact"
+    can_reseed = True
     #: modes per checkpointed chunk of the modal sum
     mode_chunk = 256
 

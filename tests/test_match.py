@@ -104,3 +104,11 @@ def test_unknown_frozen_parameter_is_refused():
     with pytest.raises(SDSAudioError, match="frozen"):
         match(ImpactSynth(n_modes=2, n_bands=1, sample_rate=SR), _partials_target(),
               MatchConfig(steps=1, frozen=("f0_hz",)), progress=False)
+
+
+def test_frequency_step_default_depends_on_reseeding():
+    fm, impact = FMSynth(n_operators=2, sample_rate=SR), ImpactSynth(n_modes=2, n_bands=1, sample_rate=SR)
+    assert MatchConfig().frequency_lr_scale_for(impact) == 0.1          # re-seeding places partials
+    assert MatchConfig().frequency_lr_scale_for(fm) == 1.0              # big steps are FM's only search
+    assert MatchConfig(reseed_events=0).frequency_lr_scale_for(impact) == 1.0
+    assert MatchConfig(frequency_lr_scale=0.3).frequency_lr_scale_for(fm) == 0.3
