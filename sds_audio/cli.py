@@ -198,6 +198,24 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_match(args: argparse.Namespace) -> int:
+    from .jobs import match_file
+    from .tasks.match import MatchConfig
+
+    config = MatchConfig(steps=args.steps, restarts=args.restarts, seed=args.seed)
+    try:
+        record = match_file(args.target, args.synth, args.output, config, device=args.device,
+                            overwrite=args.overwrite, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("sds-audio: interrupted", file=sys.stderr)
+        return 130
+    best = record["best_restart"]
+    print(f"wrote {args.output}/: sound.wav, preset.json, report.png, run.json (spectral distance "
+          f"{record['distance_initial'][best]:.3f} -> {record['distance_final'][best]:.3f}, "
+          f"{record['timings_s']['optimise']:.0f} s)")
+    return 0
+
+
 def _add_job_options(p: argparse.ArgumentParser, *, synthesis: bool, default_steps: int) -> None:
     p.add_argument("--prior", default="embedded",
                    help="embedded (shipped), stable-audio-open, or a prior directory (default: embedded)")
@@ -256,6 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, default=0.3, help="weight of the SDS terms (0 = reconstruction only)")
     _add_job_options(p, synthesis=False, default_steps=200)
     p.set_defaults(func=_cmd_separate)
+
+    p = sub.add_parser("match", help="recording -> preset of a synth (spectral sound matching, no prior): writes "
+                                     "sound.wav, preset.json, report.png, run.json")
+    p.add_argument("target", help="the recording to imitate (any format libsndfile reads; mono or stereo)")
+    p.add_argument("-o", "--output", required=True, help="output directory (refused if it holds files, "
+                                                         "unless --overwrite)")
+    p.add_argument("--synth", choices=("impact", "fm"), default="impact", help="synth to fit (default impact)")
+    p.add_argument("--steps", type=int, default=300, help="Adam steps (default 300)")
+    p.add_argument("--restarts", type=int, default=8, help="random starts optimised together (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run files in an existing -o directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_match)
 
     p = sub.add_parser("corpus", help="captioned training corpus")
     corpus_sub = p.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")

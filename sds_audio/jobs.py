@@ -6,7 +6,8 @@ the synth at the prior's sample rate and channel count, run
 :func:`~sds_audio.tasks.synthesize.synthesize`, and write the run directory
 (see :mod:`sds_audio.run_dir`): ``sound.wav`` and ``initial.wav`` (24-bit),
 ``preset.json`` with provenance, ``report.png``, ``run.json``.
-The separation command's work lives beside it in ``separate_file``.
+The separation command's work lives beside it in ``separate_file``, and ``sds-audio match``'s
+(recording -> preset, no prior) in ``match_file``.
 """
 
 from __future__ import annotations
@@ -280,4 +281,60 @@ def separate_file(mixture_path: str | Path | None, prompts: list[str] | None, ou
                   outputs=[p.name for p in paths] + ["report.png"])
     run.write(record)
     run.file(SEPARATION_CHECKPOINT).unlink(missing_ok=True)
+    return record
+
+
+def match_file(target_path: str | Path, synth_type: str, out_dir: str | Path, config: Any = None, *,
+               device: str | None = None, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Fit a synth to a recording (:func:`~sds_audio.tasks.match.match`); write the run directory.
+
+    The synth renders at the recording's rate and channel count. Writes ``sound.wav`` (the kept
+    restart, 24-bit), ``preset.json`` (provenance: the target file and the distances),
+    ``report.png`` (target and match spectrograms, distance curves) and ``run.json``.
+    ``config`` is a :class:`~sds_audio.tasks.match.MatchConfig` (default: its defaults).
+    """
+    from .audio_io import load_audio, save_audio
+    from .presets import save_preset
+    from .report import write_report
+    from .tasks.match import MatchConfig, match
+
+    config = config or MatchConfig()
+    check_synth_type(synth_type)
+    dev = _device(device)
+    target, rate = load_audio(target_path)                      # (1, C, T); refuses unreadable / silent files
+    channels = int(target.shape[1])
+    if channels > 2:
+        raise SDSAudioError(f"{target_path} has {channels} channels; the synths render mono or stereo")
+    run = RunDirectory(out_dir, overwrite=overwrite, resumable=False)
+    synth = build_synth(synth_type, rate, channels, config.seed).to(dev)
+    record: dict[str, Any] = {"task": "match", "synth": synth_type, "target": str(target_path),
+                              "sample_rate": rate, "channels": channels, "match_config": dataclasses.asdict(config),
+                              "device": str(dev), "status": "running"}
+    run.write(record)
+    try:
+        result = match(synth, target.to(dev), config, progress=progress)
+    except KeyboardInterrupt:
+        record["status"] = "interrupted"
+        run.write(record)
+        raise
+    best = result.best_index
+    duration_s = target.shape[-1] / rate
+    with torch.no_grad():
+        audio = result.synth(target.shape[-1])[best:best + 1].cpu()
+    save_audio(run.file("sound.wav"), audio, rate)
+    save_preset(run.file("preset.json"), result.synth, index=best, duration_s=duration_s,
+                provenance={"task": "match", "target": Path(target_path).name, "seed": config.seed,
+                            "steps": config.steps, "restart": best,
+                            "distance_initial": result.distance_initial[best],
+                            "distance_final": result.distance_final[best]})
+    steps = list(range(1, len(result.history) + 1))
+    curves = {"MR-STFT distance": {"kept restart": (steps, [h[best] for h in result.history]),
+                                   "mean of restarts": (steps, [sum(h) / len(h) for h in result.history])}}
+    write_report(run.file("report.png"), [("target", target[0]), ("match", audio[0])], rate, curves,
+                 title=f"{synth_type} matched to {Path(target_path).name}")
+    record.update(status="done", best_restart=best, distance_initial=result.distance_initial,
+                  distance_final=result.distance_final, reduction=result.reduction, reseeded=result.reseeded,
+                  timings_s={"optimise": round(result.seconds, 3)},
+                  outputs=["sound.wav", "preset.json", "report.png"])
+    run.write(record)
     return record

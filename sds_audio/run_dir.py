@@ -47,9 +47,10 @@ class RunDirectory:
         path: the directory (created if missing).
         overwrite: allow a directory that already holds files; the run's own files are replaced.
         resume: continue the unfinished run recorded in ``path/run.json``.
+        resumable: whether the command can resume (only changes the refusal's advice).
     """
 
-    def __init__(self, path: str | Path, *, overwrite: bool = False, resume: bool = False):
+    def __init__(self, path: str | Path, *, overwrite: bool = False, resume: bool = False, resumable: bool = True):
         self.path = Path(path)
         self.resume = resume
         if self.path.exists() and not self.path.is_dir():
@@ -62,8 +63,9 @@ class RunDirectory:
                 raise SDSAudioError(f"the run in {self.path} is already finished; start a new one with another -o")
             return
         if self.path.is_dir() and any(self.path.iterdir()) and not overwrite:
-            raise SDSAudioError(f"{self.path} exists and is not empty; pass --overwrite to replace its run files, "
-                                f"or --resume {self.path} to continue an interrupted run")
+            advice = f", or --resume {self.path} to continue an interrupted run" if resumable else ""
+            raise SDSAudioError(f"{self.path} exists and is not empty; pass --overwrite to replace its run files"
+                                + advice)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

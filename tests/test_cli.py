@@ -118,3 +118,52 @@ def test_train_codec_decoder_only_runs_the_finetune_recipe_on_the_given_codec(mo
     assert seen["lr"] < codec_train.codec_recipe()["lr"]
     assert main(args + ["--lr", "1e-4", "--steps", "5"]) == 0
     assert seen["lr"] == 1e-4 and seen["steps"] == 5             # the command line still wins
+
+
+def _knock(path: Path, sample_rate: int = 8000, channels: int = 1) -> Path:
+    import torch
+
+    from sds_audio.audio_io import save_audio
+    from sds_audio.synths import ImpactSynth
+
+    synth = ImpactSynth(n_modes=4, n_bands=2, sample_rate=sample_rate, channels=channels)
+    synth.randomize_(torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        save_audio(path, synth(sample_rate // 4)[0], sample_rate)
+    return path
+
+
+def test_match_writes_a_run_directory_whose_preset_renders_the_sound(tmp_path, capsys):
+    target = _knock(tmp_path / "knock.wav")
+    out = tmp_path / "run"
+    assert main(["match", str(target), "-o", str(out), "--steps", "12", "--restarts", "2", "--quiet"]) == 0
+    assert "spectral distance" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["preset.json", "report.png", "run.json", "sound.wav"]
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "done" and record["task"] == "match" and record["sample_rate"] == 8000
+    best = record["best_restart"]
+    assert record["distance_final"][best] < record["distance_initial"][best]
+    sound, rate = sf.read(str(out / "sound.wav"))
+    assert rate == 8000 and sound.ndim == 1 and len(sound) == 2000            # the target's rate, length, mono
+    assert main(["render", str(out / "preset.json"), "-o", str(tmp_path / "again.wav")]) == 0
+    again, _ = sf.read(str(tmp_path / "again.wav"))
+    assert abs(again - sound).max() < 1e-6                                   # the preset re-renders the match
+
+
+def test_match_bad_input_is_one_line_and_leaves_no_files(tmp_path, capsys):
+    silent = tmp_path / "silent.wav"
+    sf.write(str(silent), [0.0] * 800, 8000, subtype="PCM_24")
+    for argv in (["match", str(silent), "-o", str(tmp_path / "a")],
+                 ["match", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "b")],
+                 ["match", str(silent), "-o", str(tmp_path / "c"), "--steps", "0"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("sds-audio: error:") and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["silent.wav"]
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    assert main(["match", str(_knock(tmp_path / "k.wav")), "-o", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "--resume" not in err
+    assert [p.name for p in taken.iterdir()] == ["keep.txt"]
