@@ -192,10 +192,10 @@ def match(synth: Synth, target: torch.Tensor, config: MatchConfig = MatchConfig(
     if unknown:
         raise SDSAudioError(f"frozen names unknown parameters {unknown}; this synth has "
                             f"{', '.join(synth.param_specs)}", field="frozen")
+    device = next(synth.parameters()).device
     if config.init == "random":
         synth = type(synth)(**synth.config(), batch_size=int(config.restarts))
-        synth.randomize_(torch.Generator().manual_seed(int(config.seed)))
-    device = next(synth.parameters()).device
+        synth.randomize_(torch.Generator().manual_seed(int(config.seed))).to(device)
     x_target = x_target.to(device)
     distance = (distance or MultiResolutionSTFTDistance()).to(device)
     n_samples = x_target.shape[-1]
