@@ -98,13 +98,19 @@ def summarise(runs: list[dict]) -> dict:
 def section_quality(prior, judge, args) -> dict:
     """Every prompt for seed 0, then every prompt for seed 1, ...; with ``--runs-cache`` each run is
     saved as it finishes and a rerun with the same settings skips the runs already there."""
-    pairs = prompt_list(args.corpus)
+    pairs = [p for p in prompt_list(args.corpus) if p[0] in args.synths.split(",")]
     autocast = getattr(prior, "codec_autocast", None)
     settings = {"prior": args.prior, "steps": args.steps, "restarts": args.restarts, "duration_s": args.duration_s,
                 "codec_autocast": None if autocast is None else str(autocast)}
+    overrides = {}
+    if (args.denoise_steps, args.cfg) != (4, 5.0):          # the command's defaults keep the old cache key
+        overrides = {"denoise_steps": args.denoise_steps, "guidance_scale": args.cfg}
+        settings["sds"] = overrides
     cached: list[dict] = []
+    others: list[dict] = []                  # runs with other settings share the file and are kept
     if args.runs_cache is not None and args.runs_cache.is_file():
-        cached = [r for r in json.loads(args.runs_cache.read_text()) if r.get("settings") == settings]
+        for r in json.loads(args.runs_cache.read_text()):
+            (cached if r.get("settings") == settings else others).append(r)
     runs = []
     todo = [(seed, st, p) for seed in range(args.seeds) for st, p in pairs]
     for seed, synth_type, prompt in tqdm(todo, desc="runs"):
@@ -112,12 +118,12 @@ def section_quality(prior, judge, args) -> dict:
         if hit:
             runs.append(hit[0])
             continue
-        run = run_once(prior, judge, synth_type, prompt, seed, args.steps, args.restarts, args.duration_s)
+        run = run_once(prior, judge, synth_type, prompt, seed, args.steps, args.restarts, args.duration_s, overrides)
         runs.append({**run, "settings": settings})
         if args.runs_cache is not None:
             done = {(r["synth"], r["prompt"], r["seed"]) for r in runs}
             keep = [r for r in cached if (r["synth"], r["prompt"], r["seed"]) not in done]
-            write_json_atomic(args.runs_cache, keep + runs)
+            write_json_atomic(args.runs_cache, others + keep + runs)
     print("\n### Prompt -> preset: judge score before / after\n")
     print("| synth | prompt | init (restart mean) | final (restart mean) | gain | kept final | gain (kept) |")
     print("|---|---|---|---|---|---|---|")
@@ -126,12 +132,16 @@ def section_quality(prior, judge, args) -> dict:
         m = lambda k: statistics.fmean(r[k] for r in rs)  # noqa: E731
         print(f"| {synth_type} | {prompt} | {m('init_mean'):.3f} | {m('final_mean'):.3f} | {m('gain_mean'):+.3f} | "
               f"{m('kept_final'):.3f} | {m('gain_kept'):+.3f} |")
+    if overrides:
+        print(f"\nSDS settings: k = {args.denoise_steps}, CFG {args.cfg:g} (the command's defaults: k = 4, CFG 5)")
     print("\n| subset | runs | final > init (restart mean) | mean gain | final > init (kept) | mean gain (kept) | "
           "median run s |")
     print("|---|---|---|---|---|---|---|")
     summary = {}
     for name, subset in (("fm", [r for r in runs if r["synth"] == "fm"]),
                          ("impact", [r for r in runs if r["synth"] == "impact"]), ("all", runs)):
+        if not subset:
+            continue
         s = summarise(subset)
         summary[name] = s
         print(f"| {name} | {s['runs']} | {s['improved_pct']:.0f} % | {s['mean_gain']:+.3f} | "
@@ -225,6 +235,10 @@ def main() -> int:
     parser.add_argument("--restarts", type=int, default=4)
     parser.add_argument("--duration-s", type=float, default=1.5)
     parser.add_argument("--ablation-seeds", type=int, default=1)
+    parser.add_argument("--synths", default="fm,impact", help="quality section: which synths' prompts")
+    parser.add_argument("--denoise-steps", type=int, default=4, help="quality section: SDS k (default 4, the "
+                                                                     "command's)")
+    parser.add_argument("--cfg", type=float, default=5.0, help="quality section: SDS guidance (default 5)")
     parser.add_argument("--speed-runs", type=int, default=3)
     parser.add_argument("--codec-precision", nargs="+", default=["auto"], choices=["auto", "float32", "bfloat16"],
                         help="speed section: the embedded prior's codec precision(s), runs alternating")
