@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -39,7 +41,7 @@ def _low_start(batch: int) -> ImpactSynth:
 def test_reseeding_finds_partials_that_gradients_cannot_reach():
     target = _partials_target()
     config = MatchConfig(steps=60, restarts=2, init="current", frozen=("band_amp",), reseed_fraction=0.5)
-    plain = match(_low_start(2), target, MatchConfig(**{**config.__dict__, "reseed_events": 0}),
+    plain = match(_low_start(2), target, dataclasses.replace(config, reseed_events=0),
                   distance=_distance(), progress=False)
     reseeded = match(_low_start(2), target, config, distance=_distance(), progress=False)
     assert plain.reseeded == [] and [s for s, _ in reseeded.reseeded] == config.reseed_steps() == [9, 18, 27]
