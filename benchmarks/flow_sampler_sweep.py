@@ -67,7 +67,8 @@ def main() -> int:
         prior = es.build_prior(codec, paths["flow"], text_encoder)
         corpus = es.read_corpus(args.corpus)
         judge = load_judge(paths["judge"], text_encoder=text_encoder)
-        bench = es.Bench(corpus, judge, es.select_concepts(len(corpus.concepts), args.limit_concepts), args.seed, progress=False)
+        concepts = es.select_concepts(len(corpus.concepts), args.limit_concepts)
+        bench = es.Bench(corpus, judge, concepts, args.seed, progress=False)
         prompts_emb = bench.prompt_embeddings()
         rows = [(c, i, cap) for c in bench.concept_ids
                 for i, cap in enumerate(training_captions(corpus, c, args.gens_per_concept, args.seed))]

@@ -133,8 +133,9 @@ class ImpactSynth(Synth):
                        fraction: float) -> dict[str, torch.Tensor]:
         """Matching pursuit's move: in each candidate, the ``fraction`` of the modes that sit where
         the target is quietest (its magnitude at the mode's frequency; above the anti-alias cutoff
-        counts as silent; ties: the weakest mode first) jump onto the largest peaks of ``relu(target - candidate)``, with the
-        candidate's median decay and geometric-mean amplitude; the gradient then refines them.
+        counts as silent; ties: the weakest mode first) jump onto the largest peaks of
+        ``relu(target - candidate)``, with the candidate's median decay and geometric-mean
+        amplitude; the gradient then refines them.
 
         See :meth:`Synth.reseed_toward_` for the arguments; the masks cover ``mode_freq_hz``,
         ``mode_decay_s`` and ``mode_amp``.
@@ -150,8 +151,8 @@ class ImpactSynth(Synth):
         lo = position.floor().long().clamp(max=target_spectrum.shape[0] - 2)
         w = position - lo
         at_mode = (1 - w) * target_spectrum[lo] + w * target_spectrum[lo + 1]       # linear interpolation
-        usefulness = at_mode * dsp.nyquist_gain(freq, self.sample_rate)
-        strength = amp * dsp.nyquist_gain(freq, self.sample_rate)
+        audible = dsp.nyquist_gain(freq, self.sample_rate)
+        usefulness, strength = at_mode * audible, amp * audible
         residual = (target_spectrum - spectra).clamp(min=0)
         n_move = max(1, int(round(fraction * self.n_modes)))
         names = ("mode_freq_hz", "mode_decay_s", "mode_amp")

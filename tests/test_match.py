@@ -93,7 +93,8 @@ def test_bad_targets_are_refused(target, message):
 
 @pytest.mark.parametrize("kwargs, field", [
     ({"steps": 0}, "steps"), ({"restarts": 1.5}, "restarts"), ({"lr": -1.0}, "lr"), ({"lr_end": 1.0}, "lr"),
-    ({"frequency_lr_scale": 0.0}, "frequency_lr_scale"), ({"reseed_events": -1}, "reseed_events"), ({"reseed_fraction": 0.0}, "reseed_fraction"),
+    ({"frequency_lr_scale": 0.0}, "frequency_lr_scale"), ({"reseed_events": -1}, "reseed_events"),
+    ({"reseed_fraction": 0.0}, "reseed_fraction"),
     ({"init": "zeros"}, "init"),
 ])
 def test_bad_configs_are_refused(kwargs, field):
@@ -114,3 +115,13 @@ def test_frequency_step_default_depends_on_reseeding():
     assert MatchConfig().frequency_lr_scale_for(fm) == 1.0              # big steps are FM's only search
     assert MatchConfig(reseed_events=0).frequency_lr_scale_for(impact) == 1.0
     assert MatchConfig(frequency_lr_scale=0.3).frequency_lr_scale_for(fm) == 0.3
+
+
+def test_reseeding_leaves_frozen_parameters_alone():
+    start = _low_start(2)
+    before = start.raw["mode_freq_hz"].detach().clone()
+    r = match(start, _partials_target(), MatchConfig(steps=30, restarts=2, init="current",
+                                                     frozen=("mode_freq_hz",), reseed_fraction=0.5),
+              distance=_distance(), progress=False)
+    torch.testing.assert_close(r.synth.raw["mode_freq_hz"], before, rtol=0, atol=0)
+    assert all(moved >= 1 for _, moved in r.reseeded)           # amplitudes / decays still re-seeded

@@ -214,10 +214,14 @@ def match(synth: Synth, target: torch.Tensor, config: MatchConfig = MatchConfig(
         if step in reseed_at:
             with torch.no_grad():
                 spectra = distance.stft(synth(n_samples))[finest_index].mean(dim=(1, 3))   # (B, bins)
-            masks = synth.reseed_toward_(target_spectrum, spectra, synth.sample_rate / finest, config.reseed_fraction)
+                held = {k: synth.raw[k].clone() for k in config.frozen}
+                masks = synth.reseed_toward_(target_spectrum, spectra, synth.sample_rate / finest,
+                                             config.reseed_fraction)
+                for k, value in held.items():                 # frozen parameters stay put
+                    synth.raw[k].copy_(value)
+                masks = {k: m for k, m in masks.items() if k not in held}
             for name, mask in masks.items():
-                if name not in config.frozen:
-                    _restart_moments(optimizer, synth.raw[name], mask)
+                _restart_moments(optimizer, synth.raw[name], mask)
             if masks:
                 reseeded.append((step, max(int(m.sum()) for m in masks.values())))
         optimizer.zero_grad(set_to_none=True)
