@@ -77,12 +77,12 @@ How exact the bar asks a recovery to be (``--ceiling 0.0001,0.0003,0.001,0.003,0
 optimisation; the hidden patch with every normalised parameter moved by N(0, sigma^2), 16 draws,
 median distance, ``vs random``; 10 seeds): FM 72.8 / 65.9 / 59.9 / 53.6 / 49.3 % (4 / 4 / 2 / 1 / 1
 seeds >= 80 %), impact 95.9 / 92.8 / 87.1 / 77.7 / 60.9 % (10 / 10 / 9 / 3 / 0). So for uniformly
-random FM targets the 80 % bar needs sub-cent recovery of ``f0_hz`` and every ratio (moving only those
-by sigma 0.001 leaves 61.6 %, every other parameter by the same sigma 86.1 %); FM's 47 % is what the
-true patch scores when detuned by ~1 % of each range (49.3 %). A 1-D exhaustive search over each frequency
-parameter after ``match`` (2,048 values over the range, then 121 values within +-1.5 of those steps, 3 rounds)
-moved seeds 0-1 from 29 / 38 % to 30 / 40 % only: ``match`` ends in another arrangement of
-partials, not in a detuned copy of the target's.
+random FM targets the 80 % bar needs sub-cent recovery of ``f0_hz`` and every ratio (moving only
+those by sigma 0.001 leaves 61.6 %, every other parameter by the same sigma 86.1 %); FM's 47 % is
+what the true patch scores when detuned by ~1 % of each range (49.3 %). A 1-D exhaustive search over
+each frequency parameter after ``match`` (2,048 values over the range, then 121 values within +-1.5
+of those steps, 3 rounds) moved seeds 0-1 from 29 / 38 % to 30 / 40 % only: ``match`` ends in
+another arrangement of partials, not in a detuned copy of the target's.
 
 Reported, always with the same default ``MultiResolutionSTFTDistance`` (whatever the loss):
 
