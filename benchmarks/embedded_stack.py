@@ -413,10 +413,61 @@ def generation_defaults() -> dict[str, Any]:
     return {k: params[k].default for k in ("steps", "cfg", "sway_coef", "method")}
 
 
+TEXT_CONDITIONS = ("prompt", "pooled", "known-tokens", "nearest-caption")
+
+
+class TextVariant:
+    """What the flow model's conditional branch reads for a prompt (``--text-condition``; a probe, not a
+    library feature):
+
+    * ``prompt``: the prompt as :func:`sds_audio.flow.generate` encodes it (the default);
+    * ``pooled``: its pooled embedding alone, the tokens hidden as token dropout does in training;
+    * ``known-tokens``: cross-attention only to the word pieces that occur in some training caption
+      (the pooled embedding still covers the whole prompt);
+    * ``nearest-caption``: the training caption whose MiniLM pooled embedding is nearest the prompt's.
+    """
+
+    def __init__(self, mode: str, prior, train_captions: Sequence[str]):
+        if mode not in TEXT_CONDITIONS:
+            raise SDSAudioError(f"--text-condition must be one of {', '.join(TEXT_CONDITIONS)}, got {mode!r}")
+        self.mode, self.prior = mode, prior
+        self.captions = sorted(set(train_captions))
+        encoder = prior.text_encoder
+        self.vocabulary = self.bank = None
+        if mode == "known-tokens":
+            ids = encoder.tokenizer(self.captions, add_special_tokens=True)["input_ids"]
+            self.vocabulary = torch.tensor(sorted({i for row in ids for i in row}))
+        elif mode == "nearest-caption":
+            self.bank = torch.cat([encoder.encode(self.captions[i:i + 256])[2]
+                                   for i in range(0, len(self.captions), 256)])
+
+    def condition(self, prompt: str, seconds: float, n_frames: int):
+        """``(cond, uncond)`` :class:`~sds_audio.flow.FlowCondition` for ``prompt``."""
+        from sds_audio.flow import FlowCondition
+
+        if self.mode == "nearest-caption":
+            pooled = self.prior.text_encoder.encode([prompt])[2][0]
+            prompt = self.captions[int((self.bank @ pooled).argmax())]
+        c, u = self.prior.flow_conditions(self.prior.condition(prompt, seconds=seconds), n_frames)
+        if self.mode == "pooled":
+            c = FlowCondition(torch.zeros_like(c.tokens[:, :1]), torch.ones_like(c.mask[:, :1]), c.pooled,
+                              c.seconds, c.drop)
+        elif self.mode == "known-tokens":
+            ids = self.prior.text_encoder.tokenizer([prompt], truncation=True, max_length=c.tokens.shape[1],
+                                                    return_tensors="pt")["input_ids"].to(c.mask.device)
+            known = c.mask.clone()
+            known[:, :ids.shape[1]] &= torch.isin(ids, self.vocabulary.to(ids.device))
+            known[:, 0] = True                                           # [CLS]: at least one token
+            c = FlowCondition(c.tokens * known[..., None].to(c.tokens.dtype), known, c.pooled, c.seconds, c.drop)
+        return c, u
+
+
 @torch.no_grad()
 def generate_batch(prior, prompts: Sequence[str], seconds: float, seeds: Sequence[int], *, steps: int,
-                   cfg: float, sway_coef: float | None, method: str = "euler") -> torch.Tensor:
-    """Batched :func:`sds_audio.flow.generate`: row ``i`` is ``generate(prompts[i], seconds=seconds, seed=seeds[i])``.
+                   cfg: float, sway_coef: float | None, method: str = "euler",
+                   text: TextVariant | None = None) -> torch.Tensor:
+    """Batched :func:`sds_audio.flow.generate`: row ``i`` is ``generate(prompts[i], seconds=seconds, seed=seeds[i])``
+    (with ``text``: the prompts conditioned as that :class:`TextVariant` says).
 
     Returns:
         ``(B, 1, round(seconds * sample_rate))`` float32 audio at the prior's rate.
@@ -433,7 +484,10 @@ def generate_batch(prior, prompts: Sequence[str], seconds: float, seeds: Sequenc
                        for s in seeds]).to(prior.device, prior.dtype)
     conds, unconds = [], []
     for p in prompts:
-        c, u = prior.flow_conditions(prior.condition(p, seconds=seconds), n_frames)
+        if text is None:
+            c, u = prior.flow_conditions(prior.condition(p, seconds=seconds), n_frames)
+        else:
+            c, u = text.condition(p, seconds, n_frames)
         conds.append(c)
         unconds.append(u)
     velocity = guided_velocity(prior.flow, FlowCondition.cat(conds), FlowCondition.cat(unconds), float(cfg))
@@ -443,8 +497,8 @@ def generate_batch(prior, prompts: Sequence[str], seconds: float, seeds: Sequenc
 
 def flow_section(bench: Bench, prior, *, gens_per_concept: int = 8, seconds: str | float = "typical",
                  steps: int | None = None, cfg: float | None = None, sway_coef: float | None = None,
-                 method: str | None = None, gen_batch: int = 16, save_audio: str | Path | None = None
-                 ) -> dict[str, Any]:
+                 method: str | None = None, gen_batch: int = 16, save_audio: str | Path | None = None,
+                 text_condition: str = "prompt") -> dict[str, Any]:
     """Generate for every concept under test, classify with the judge, and compute KAD against real clips.
 
     Args:
@@ -453,6 +507,7 @@ def flow_section(bench: Bench, prior, *, gens_per_concept: int = 8, seconds: str
         steps, cfg, sway_coef, method: sampler settings (None: :func:`sds_audio.flow.generate`'s defaults).
         gen_batch: generations per batched sampler call.
         save_audio: directory to write the first canonical generation of each concept to (None: none).
+        text_condition: what the model is conditioned on (:class:`TextVariant`; ``"prompt"``: the prompt).
     """
     from tqdm.auto import tqdm
 
@@ -466,6 +521,8 @@ def flow_section(bench: Bench, prior, *, gens_per_concept: int = 8, seconds: str
     sway_coef = d["sway_coef"] if sway_coef is None else (float(sway_coef) or None)
     method = d["method"] if method is None else method
     corpus, n = bench.corpus, gens_per_concept
+    text = None if text_condition == "prompt" else TextVariant(
+        text_condition, prior, [r["caption"] for r in corpus.records if r.get("split") == "train"])
     if seconds == "typical":
         durations = {c: typical_seconds(corpus, c, prior.max_duration_s) for c in bench.concept_ids}
         duration_rule = (f"each concept's median training-clip length, clamped to "
@@ -493,7 +550,7 @@ def flow_section(bench: Bench, prior, *, gens_per_concept: int = 8, seconds: str
             part = rows[s:s + gen_batch]
             audio = generate_batch(prior, [p for _, _, p in part], durations[c],
                                    [generation_seed(bench.seed, c, k, i) for k, i, _ in part],
-                                   steps=steps, cfg=cfg, sway_coef=sway_coef, method=method)
+                                   steps=steps, cfg=cfg, sway_coef=sway_coef, method=method, text=text)
             audio_seconds += audio.shape[0] * audio.shape[-1] / prior.sample_rate
             e = embed_clips(bench.judge, list(audio.unsqueeze(1)), prior.sample_rate)
             for (k, i, _), row_emb, row_audio in zip(part, e, audio):
@@ -529,7 +586,7 @@ def flow_section(bench: Bench, prior, *, gens_per_concept: int = 8, seconds: str
             "n_heldout_clips": len(real_truth), "n_train_clips": int(train_emb.shape[0]),
             "durations": duration_rule,
             "seconds_min": min(durations.values()), "seconds_max": max(durations.values()),
-            "steps": steps, "cfg": cfg, "sway_coef": sway_coef, "method": method,
+            "steps": steps, "cfg": cfg, "sway_coef": sway_coef, "method": method, "text_condition": text_condition,
             "generated_audio_seconds": audio_seconds, "generation_wall_seconds": gen_seconds,
             "weakest": sorted(per.items(), key=lambda kv: (kv[1], kv[0]))[:5]}
 
@@ -640,7 +697,9 @@ def format_flow(r: dict[str, Any]) -> str:
     sway = "uniform" if r["sway_coef"] is None else f"sway {r['sway_coef']:g}"
     return (f"### 3. Flow prior ({r['n_concepts']} concepts x {n} generations per prompt kind)\n\n"
             + md_table(["set", "clips", "judge top-1", "bar", "result", "KAD vs held-out (x1000)"], rows)
-            + f"\n\nsampler: {r['method']}, {r['steps']} steps ({sway}), CFG {r['cfg']:g}; durations: "
+            + f"\n\nsampler: {r['method']}, {r['steps']} steps ({sway}), CFG {r['cfg']:g}"
+            + ("" if r.get("text_condition", "prompt") == "prompt" else f", text condition: {r['text_condition']}")
+            + "; durations: "
             f"{r['durations']} ({r['seconds_min']:.2f}-{r['seconds_max']:.2f} s); generated "
             f"{r['generated_audio_seconds']:.0f} s of audio in {r['generation_wall_seconds']:.0f} s\n"
             f"weakest concepts (canonical): {weak}\n\n"
@@ -725,6 +784,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sway", type=float, default=None, help="generation sway coefficient, 0 = uniform "
                                                             "(default: generate's)")
     p.add_argument("--gen-batch", type=int, default=16, help="generations per batched sampler call")
+    p.add_argument("--text-condition", default="prompt", choices=TEXT_CONDITIONS,
+                   help="flow section probe: condition on the prompt (default), its pooled embedding alone, "
+                        "only its word pieces that training captions use, or the nearest training caption")
     p.add_argument("--repeats", type=int, default=20, help="timed runs of the speed section (>= 10)")
     p.add_argument("--save-audio", default=None, help="write each concept's first generation to this directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -774,7 +836,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "codec": (lambda: codec_section(bench, codec), format_codec),
         "flow": (lambda: flow_section(bench, prior, gens_per_concept=args.gens_per_concept, seconds=seconds,
                                       steps=args.steps, cfg=args.cfg, sway_coef=args.sway, gen_batch=args.gen_batch,
-                                      save_audio=args.save_audio), format_flow),
+                                      save_audio=args.save_audio, text_condition=args.text_condition),
+                 format_flow),
         "speed": (lambda: speed_section(prior, repeats=args.repeats, seed=args.seed), format_speed),
     }
     for name in sections:

@@ -20,6 +20,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from sds_audio.errors import SDSAudioError
 from sds_audio.judge import JudgeConfig, JudgeModel, evaluate_judge, save_judge
 from tiny_embedded import build_parts, write_prior_dir  # tests/ is on pytest's pythonpath
 
@@ -174,6 +175,36 @@ def test_batched_generation_matches_generate_row_by_row(text_encoder):
     for i, (p, s) in enumerate(zip(prompts, seeds)):
         single = generate(p, seconds=0.4, steps=3, cfg=3.0, seed=s, sway_coef=-1.0, prior=prior, progress=False)
         torch.testing.assert_close(batch[i:i + 1], single, atol=1e-5, rtol=1e-4)
+
+
+def test_text_variants_condition_as_documented(text_encoder):
+    from sds_audio.priors.embedded import EmbeddedPrior
+
+    codec, flow = build_parts(0)
+    prior = EmbeddedPrior(codec, flow, text_encoder=text_encoder, codec_precision="float32")
+    captions = ["a sine tone number 1", "white noise number 2"]
+    plain = prior.flow_conditions(prior.condition("a sine tone number 1", seconds=0.4), 17)[0]
+    # a training caption is its own nearest caption: the condition is the prompt's
+    nearest = bench_mod.TextVariant("nearest-caption", prior, captions)
+    c, _ = nearest.condition("a sine tone number 1", 0.4, 17)
+    torch.testing.assert_close(c.tokens, plain.tokens)
+    c, _ = nearest.condition("hissing white noise", 0.4, 17)            # -> the noise caption
+    torch.testing.assert_close(c.pooled, prior.flow_conditions(prior.condition(captions[1]), 17)[0].pooled)
+    # pooled: one zero token, the prompt's pooled embedding
+    c, _ = bench_mod.TextVariant("pooled", prior, captions).condition("a sine tone number 1", 0.4, 17)
+    assert c.tokens.shape[1] == 1 and float(c.tokens.abs().sum()) == 0.0 and bool(c.mask.all())
+    torch.testing.assert_close(c.pooled, plain.pooled)
+    # known tokens: the word pieces of "whistling" (never in a caption) are hidden, the rest kept
+    known = bench_mod.TextVariant("known-tokens", prior, captions)
+    c, _ = known.condition("a sine tone number 1", 0.4, 17)
+    assert torch.equal(c.mask, plain.mask)
+    c, _ = known.condition("a whistling sine tone", 0.4, 17)
+    pieces = text_encoder.tokenizer.tokenize("a whistling sine tone")
+    hidden = [p for p, m in zip(["[CLS]"] + pieces + ["[SEP]"], c.mask[0].tolist()) if not m]
+    assert hidden and all(p not in ("a", "sine", "tone", "[CLS]", "[SEP]") for p in hidden)
+    assert float(c.tokens[0, ~c.mask[0]].abs().sum()) == 0.0
+    with pytest.raises(SDSAudioError):
+        bench_mod.TextVariant("paraphrase-magic", prior, captions)
 
 
 def test_missing_weights_end_the_run_with_one_line_naming_the_file(corpus, tmp_path, capsys):
