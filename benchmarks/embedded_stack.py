@@ -6,7 +6,8 @@ Usage::
         [--codec PATH] [--flow PATH] [--judge PATH] [--sections judge,codec,flow,speed]
         [--gens-per-concept 8] [--seed 0] [--limit-concepts K] [--json OUT.json]
         [--threads 2] [--steps 32] [--cfg 4.0] [--seconds typical|S] [--repeats 20]
-        [--save-audio DIR] [--no-progress]
+        [--save-audio DIR] [--text-condition prompt|pooled|known-tokens|nearest-caption]
+        [--no-progress]
 
 Weights come from ``--assets DIR`` (``codec.safetensors``, ``flow.safetensors``,
 ``judge.safetensors``; default ``sds_audio/assets``); ``--codec`` / ``--flow`` /
