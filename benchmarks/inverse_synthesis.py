@@ -173,6 +173,18 @@ class FitLoss(nn.Module):
         return mr if ot is None else mr + w * ot
 
 
+def hidden_target(name: str, seed: int, sample_rate: int, n_samples: int):
+    """The protocol's target for ``seed``: ``(synth holding the hidden patch, its render (1, C, T))``."""
+    target_synth = build(name, 1, sample_rate).randomize_(torch.Generator().manual_seed(10_000 + seed))
+    with torch.no_grad():
+        return target_synth, target_synth(n_samples)
+
+
+def random_restarts(name: str, batch: int, seed: int, sample_rate: int):
+    """The protocol's ``batch`` random starting patches for ``seed``."""
+    return build(name, batch, sample_rate).randomize_(torch.Generator().manual_seed(seed))
+
+
 FREQUENCIES = {"fm": ("f0_hz", "ratio", "fixed_hz"), "impact": ("mode_freq_hz", "band_center_hz")}
 
 
@@ -184,10 +196,8 @@ def fit(name: str, seed: int, *, steps: int, batch: int, lr: float, lr_end: floa
         frequency_lr_scale: float | None = None) -> dict[str, float]:
     """One inverse-synthesis run; returns the distances and the wall time."""
     distance = MultiResolutionSTFTDistance()
-    target_synth = build(name, 1, sample_rate).randomize_(torch.Generator().manual_seed(10_000 + seed))
-    with torch.no_grad():
-        target = target_synth(n_samples)
-    synth = build(name, batch, sample_rate).randomize_(torch.Generator().manual_seed(seed))
+    target_synth, target = hidden_target(name, seed, sample_rate, n_samples)
+    synth = random_restarts(name, batch, seed, sample_rate)
     frozen = [k for k in given if k in synth.raw]
     with torch.no_grad():
         random_start = distance(synth(n_samples), target)
@@ -249,13 +259,11 @@ def ceiling(name: str, seed: int, sigmas: list[float], *, sample_rate: int, n_sa
     this; so a bar that this misses for small ``sigma`` asks for (near-)exact recovery.
     """
     distance = MultiResolutionSTFTDistance()
-    target_synth = build(name, 1, sample_rate).randomize_(torch.Generator().manual_seed(10_000 + seed))
+    target_synth, target = hidden_target(name, seed, sample_rate, n_samples)
     generator = torch.Generator().manual_seed(1)
     out = {}
     with torch.no_grad():
-        target = target_synth(n_samples)
-        random_start = float(distance(build(name, 8, sample_rate).randomize_(
-            torch.Generator().manual_seed(seed))(n_samples), target).median())
+        random_start = float(distance(random_restarts(name, 8, seed, sample_rate)(n_samples), target).median())
         for sigma in sigmas:
             synth = build(name, draws, sample_rate)
             for k, raw in synth.raw.items():

@@ -358,7 +358,7 @@ def damped_mode_sum(freq_hz: torch.Tensor, decay_s: torch.Tensor, amp: torch.Ten
 
 
 # ---------------------------------------------------------------------------------------
-# noise bands (reverb tail)
+# spectral analysis (sound matching's re-seeding)
 # ---------------------------------------------------------------------------------------
 def spectral_peaks(spectrum: torch.Tensor, k: int) -> torch.Tensor:
     """Fractional bin positions of the ``k`` largest local maxima of a 1-D magnitude spectrum.
@@ -381,6 +381,9 @@ def spectral_peaks(spectrum: torch.Tensor, k: int) -> torch.Tensor:
     return bins.to(spectrum.dtype) + (0.5 * (a - c) / curvature).clamp(-0.5, 0.5)
 
 
+# ---------------------------------------------------------------------------------------
+# noise bands (reverb tail)
+# ---------------------------------------------------------------------------------------
 def seeded_noise(seed: int, channels: int, n_samples: int, dtype: torch.dtype = torch.float32,
                  device: torch.device | str | None = None) -> torch.Tensor:
     """Unit-variance white noise ``(channels, n_samples)``, bit-identical for a given seed.

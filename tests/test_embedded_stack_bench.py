@@ -9,10 +9,8 @@ weights file ends the run with one line naming it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +20,10 @@ import torch
 
 from sds_audio.errors import SDSAudioError
 from sds_audio.judge import JudgeConfig, JudgeModel, evaluate_judge, save_judge
-from tiny_embedded import build_parts, write_prior_dir  # tests/ is on pytest's pythonpath
+from bench_loader import load_benchmark  # tests/ is on pytest's pythonpath
+from tiny_embedded import build_parts, write_prior_dir
 
 SR = 22050
-BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "embedded_stack.py"
 TINY_JUDGE = JudgeConfig(n_fft=512, hop_length=128, n_mels=32, channels=(8, 16), head_dim=32, embed_dim=16,
                          segment_s=0.5, dropout=0.0)
 CONCEPTS = [
@@ -37,15 +35,7 @@ CONCEPTS = [
 N_TRAIN, N_HELDOUT = 3, 2
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("embedded_stack_bench", BENCH_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench_mod = _load_bench()
+bench_mod = load_benchmark("embedded_stack")
 
 
 def _clip(concept: str, rng: np.random.Generator) -> np.ndarray:

@@ -164,7 +164,7 @@ def _prepare_target(target: torch.Tensor, synth: Synth, target_sample_rate: int 
 
 
 def _restart_moments(optimizer: torch.optim.Optimizer, param: torch.Tensor, mask: torch.Tensor) -> None:
-    """Adam's moments for the masked entries: first moment 0, second the median of the rest."""
+    """Adam's moments for the masked entries: first moment 0, second the median over the whole tensor."""
     state = optimizer.state.get(param)
     if not state or not bool(mask.any()):
         return
