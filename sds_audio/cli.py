@@ -132,7 +132,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         if not args.codec:
             raise SDSAudioError("train flow needs --codec PATH (the codec .safetensors the prior will ship with)")
-        metrics = train_flow(args.corpus, args.out, args.codec, **{**flow_recipe(), **common})
+        recipe = flow_recipe()
+        for key in ("init_from", "caption_augment", "text_noise"):
+            if getattr(args, key) is not None:
+                recipe[key] = getattr(args, key)
+        metrics = train_flow(args.corpus, args.out, args.codec, **{**recipe, **common})
     else:
         from .judge import train_judge
 
@@ -336,8 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     p.add_argument("--adversarial", action="store_true", help="(codec) add the STFT discriminator")
-    p.add_argument("--init-from", default=None, metavar="CODEC",
-                   help="(codec) start from these codec weights (.safetensors) instead of a fresh model")
+    p.add_argument("--init-from", default=None, metavar="WEIGHTS",
+                   help="(codec, flow) start from these weights (.safetensors) instead of a fresh model")
+    p.add_argument("--caption-augment", type=float, default=None, metavar="P",
+                   help="(flow) probability of training a row on a rewrite of its caption (default: the recipe's)")
+    p.add_argument("--text-noise", type=float, default=None, metavar="R",
+                   help="(flow) largest relative noise on the text embeddings (default: the recipe's)")
     p.add_argument("--decoder-only", action="store_true",
                    help="(codec, with --init-from) train the decoder alone; the latents stay the same, so flow "
                         "models trained on them keep working")

@@ -340,6 +340,37 @@ def caption(concept: Concept, attributes: dict, rng: np.random.Generator) -> str
     raise RuntimeError(f"could not caption {concept.name} without paraphrase markers")
 
 
+# Framings a training caption may be rewritten with (see :func:`rewrite_caption`); none is a paraphrase marker.
+TRAINING_WRAPPERS = ("audio of {}", "a clip of {}", "a sample of {}", "sound effect: {}", "this is {}", "{} sound",
+                     "{} audio", "sound: {}")
+
+
+def rewrite_caption(text: str, rng: np.random.Generator) -> str:
+    """``text`` reworded without changing what it says, for text augmentation in flow training.
+
+    The comma-separated tags after the head phrase are shuffled, one of them is
+    sometimes dropped (a caption never has to mention every attribute), the head
+    sometimes moves to the end, the separator is sometimes a semicolon, and half
+    of the rewrites are framed by one of ``TRAINING_WRAPPERS``. Nothing is added
+    that the caption did not say, and the result never contains a paraphrase
+    marker (the held-out paraphrase wording stays unseen).
+    """
+    parts = [p.strip() for p in normalise_text(text).split(",") if p.strip()]
+    head, tags = parts[0], parts[1:]
+    order = rng.permutation(len(tags))
+    tags = [tags[i] for i in order]
+    if len(tags) >= 2 and rng.random() < 0.3:
+        tags.pop(int(rng.integers(len(tags))))
+    pieces = [head] + tags
+    if tags and rng.random() < 0.25:
+        pieces = tags + [head]
+    out = ("; " if rng.random() < 0.2 else ", ").join(pieces)
+    if rng.random() < 0.5:
+        out = TRAINING_WRAPPERS[int(rng.integers(len(TRAINING_WRAPPERS)))].format(out)
+    out = normalise_text(out)
+    return text if has_paraphrase_marker(out) else out
+
+
 def normalise_text(text: str) -> str:
     """Lower case, single spaces, no trailing punctuation: the form captions are compared in."""
     return re.sub(r"\s+", " ", text.lower()).strip(" .,;")

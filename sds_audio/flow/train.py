@@ -23,7 +23,16 @@ Recipe:
      keeps the pooled sentence embedding, so the pooled path alone must carry
      the sound's identity. MiniLM's pooled embedding places unseen wordings
      near the right concept more reliably than its tokens match the training
-     vocabulary, which is what prompts the corpus never used need.
+     vocabulary, which is what prompts the corpus never used need;
+   - text augmentation, for the same reason: with probability
+     ``caption_augment`` a row's caption is replaced by one of
+     ``caption_variants`` rewrites of it (:func:`~sds_audio.corpus.captions.rewrite_caption`:
+     tags reordered or dropped, a framing such as "a clip of ..."; never the
+     held-out paraphrase wording), encoded once up front; and ``text_noise``
+     adds Gaussian noise to the captioned rows' embeddings, its norm a fraction
+     drawn uniformly in ``[0, text_noise]`` of each token's and of the pooled
+     embedding's norm (the pooled one renormalised to unit length, as MiniLM's
+     is), so that nearby embeddings of new wordings land on the same sound.
 
    The loss is the plain CFM mean squared error over *all* frames, silence
    included: the model must learn to produce the codec's silence after
@@ -94,6 +103,7 @@ class TextBank:
         return cls(tokens.half(), mask, pooled, {c: i for i, c in enumerate(unique)})
 
     def condition(self, captions: list[str], seconds: torch.Tensor, drop: torch.Tensor) -> FlowCondition:
+        """The :class:`FlowCondition` of ``captions`` (each must be in the bank)."""
         idx = torch.tensor([self.index[c] for c in captions])
         mask = self.mask[idx]
         n = max(int(mask.sum(1).max()), 1)
@@ -106,9 +116,38 @@ def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(key[:8], "little") & ((1 << 63) - 1))
 
 
+def caption_rewrites(captions: list[str], n: int, seed: int) -> dict[str, list[str]]:
+    """``n`` distinct-where-possible rewrites of every distinct caption (deterministic in ``seed``)."""
+    import numpy as np
+
+    from ..corpus.captions import rewrite_caption
+
+    out = {}
+    for c in dict.fromkeys(captions):
+        rng = np.random.default_rng([seed, int.from_bytes(hashlib.sha256(c.encode()).digest()[:4], "little")])
+        variants = list(dict.fromkeys(rewrite_caption(c, rng) for _ in range(2 * n)))
+        out[c] = [variants[i % len(variants)] for i in range(n)]
+    return out
+
+
+def perturb_text(cond: FlowCondition, rows: torch.Tensor, text_noise: float, generator: torch.Generator) -> None:
+    """Add relative Gaussian noise (norm fraction ~ U[0, text_noise]) to ``rows``' tokens and pooled embedding."""
+    b, n, d = cond.tokens.shape
+    scale = torch.rand(b, generator=generator) * text_noise * rows.float()
+    tok_noise = torch.randn(b, n, d, generator=generator)
+    tok_noise = tok_noise / tok_noise.norm(dim=-1, keepdim=True) * cond.tokens.norm(dim=-1, keepdim=True)
+    cond.tokens.add_(tok_noise * scale[:, None, None])
+    pooled_noise = torch.randn(b, d, generator=generator)
+    pooled_noise = pooled_noise / pooled_noise.norm(dim=-1, keepdim=True) * cond.pooled.norm(dim=-1, keepdim=True)
+    pooled = cond.pooled + pooled_noise * scale[:, None]
+    cond.pooled = torch.where(rows[:, None], torch.nn.functional.normalize(pooled, dim=-1)
+                              * cond.pooled.norm(dim=-1, keepdim=True), cond.pooled)
+
+
 def sample_batch(latents: LatentSet, text: TextBank, model: FlowModel, batch_size: int, min_frames: int,
                  generator: torch.Generator, cond_dropout: float, onset_prob: float = 0.5,
-                 token_dropout: float = 0.0) -> tuple[torch.Tensor, FlowCondition]:
+                 token_dropout: float = 0.0, rewrites: Mapping[str, list[str]] | None = None,
+                 caption_augment: float = 0.0, text_noise: float = 0.0) -> tuple[torch.Tensor, FlowCondition]:
     """One training batch: normalised latents ``(B, D, L_b)`` and their conditioning (see the module docstring)."""
     p = model.config.patch_size
     max_frames = latents.window_frames
@@ -129,7 +168,14 @@ def sample_batch(latents: LatentSet, text: TextBank, model: FlowModel, batch_siz
         xs.append(latents.latents[c, :, offset:offset + length])
         seconds.append(min(float(latents.seconds[c]) - offset / latents.latent_rate, length / latents.latent_rate))
     x0 = model.normalize(torch.stack(xs).float())
-    cond = text.condition([latents.captions[c] for c in clips.tolist()], torch.tensor(seconds), drop)
+    captions = [latents.captions[c] for c in clips.tolist()]
+    if rewrites and caption_augment > 0:
+        swap = (torch.rand(batch_size, generator=generator) < caption_augment).tolist()
+        pick = torch.randint(0, 1 << 30, (batch_size,), generator=generator).tolist()
+        captions = [rewrites[c][k % len(rewrites[c])] if s else c for c, s, k in zip(captions, swap, pick)]
+    cond = text.condition(captions, torch.tensor(seconds), drop)
+    if text_noise > 0:
+        perturb_text(cond, ~drop, text_noise, generator)
     if token_dropout > 0:
         hide = (torch.rand(batch_size, generator=generator) < token_dropout) & ~drop
         cond.tokens[hide] = 0.0
@@ -271,7 +317,9 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
                model_config: Mapping[str, Any] | None = None, time_sampling: str = "logit_normal",
                warmup_steps: int = 500, ema_decay: float = 0.999, weight_decay: float = 0.0,
                grad_clip: float = 1.0, token_dropout: float = 0.0, eval_every: int = 500, log_every: int = 50,
-               threads: int | None = None, text_encoder: Any = None, progress: bool = True) -> dict[str, Any]:
+               caption_augment: float = 0.0, caption_variants: int = 4, text_noise: float = 0.0,
+               init_from: str | os.PathLike | None = None, threads: int | None = None, text_encoder: Any = None,
+               progress: bool = True) -> dict[str, Any]:
     """Train a :class:`FlowModel` on ``corpus_dir`` with the frozen codec at ``codec_path``.
 
     Args:
@@ -293,6 +341,14 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
         warmup_steps, ema_decay, weight_decay, grad_clip: optimiser settings.
         token_dropout: fraction of the captioned rows trained on the pooled
             embedding alone (their tokens replaced by one zero token).
+        caption_augment: probability that a row's caption is replaced by one of
+            its ``caption_variants`` rewrites (see the module docstring).
+        caption_variants: rewrites encoded per distinct caption.
+        text_noise: largest relative norm of the Gaussian noise added to the
+            captioned rows' text embeddings (0 disables).
+        init_from: start from the weights of this flow ``.safetensors`` (model
+            and EMA; a fresh optimiser; its architecture must equal the one this
+            run builds) instead of a random initialisation.
         eval_every: steps between held-out losses (EMA weights); 0 disables.
         log_every: steps between entries of the loss history.
         threads: ``torch.set_num_threads`` for the run (None: leave as is).
@@ -306,6 +362,9 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
         raise SDSAudioError("steps, batch_size, checkpoint_every and log_every must be positive")
     if not 0.0 <= token_dropout < 1.0:
         raise SDSAudioError(f"token_dropout must lie in [0, 1), got {token_dropout}")
+    if not 0.0 <= caption_augment <= 1.0 or caption_variants < 1 or text_noise < 0:
+        raise SDSAudioError(f"need caption_augment in [0, 1], caption_variants >= 1 and text_noise >= 0, got "
+                            f"{caption_augment}, {caption_variants}, {text_noise}")
     if not 0 < min_segment_s <= segment_s:
         raise SDSAudioError(f"need 0 < min_segment_s <= segment_s, got {min_segment_s} and {segment_s}")
     if threads is not None:
@@ -324,19 +383,34 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
         heldout_set = load_or_encode(corpus_dir, codec, "heldout", segment_s, out / "latents_heldout.safetensors",
                                      progress)
     encoder = text_encoder if text_encoder is not None else TextEncoder()
-    text = TextBank.build(train_set.captions + (heldout_set.captions if heldout_set is not None else []), encoder,
-                          progress=progress)
+    rewrites = caption_rewrites(train_set.captions, caption_variants, seed) if caption_augment > 0 else {}
+    text = TextBank.build(train_set.captions + (heldout_set.captions if heldout_set is not None else [])
+                          + [v for vs in rewrites.values() for v in vs], encoder, progress=progress)
 
     torch.manual_seed(seed)
     model = FlowModel(config)
     mean, std = train_set.channel_stats()
     model.latent_mean.copy_(mean)
     model.latent_std.copy_(std)
+    init_sha = None
+    if init_from is not None:
+        from .weights import load_flow
+
+        initial = load_flow(init_from)
+        if initial.config != config:
+            raise SDSAudioError(f"init_from {init_from} holds another flow architecture than this run builds "
+                                "(model_config, segment_s, cond_dropout, time_sampling and the codec must match)")
+        model.load_state_dict(initial.state_dict())
+        init_sha = hashlib.sha256(Path(init_from).read_bytes()).hexdigest()
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay)
     run = {"steps": steps, "batch_size": batch_size, "segment_s": segment_s, "min_segment_s": min_segment_s,
            "lr": lr, "seed": seed, "warmup_steps": warmup_steps, "ema_decay": ema_decay,
            "weight_decay": weight_decay, "grad_clip": grad_clip, "token_dropout": token_dropout}
+    # recorded only when used, so that runs from before these options keep their fingerprints (and resume)
+    extra = {"caption_augment": caption_augment, "caption_variants": caption_variants if caption_augment else None,
+             "text_noise": text_noise, "init_from_sha256": init_sha}
+    run.update({k: v for k, v in extra.items() if v})
     fingerprint = hashlib.sha256(json.dumps(
         {"config": config.to_dict(), "run": {k: v for k, v in run.items() if k != "steps"},
          "codec": latent_space_fingerprint(codec), "corpus": (train_set.captions, train_set.n_frames.tolist())},
@@ -368,7 +442,8 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
     for step in bar:
         g = step_generator(seed, step)
         x0, cond = sample_batch(train_set, text, model, batch_size, min_frames, g, cond_dropout,
-                                token_dropout=token_dropout)
+                                token_dropout=token_dropout, rewrites=rewrites, caption_augment=caption_augment,
+                                text_noise=text_noise)
         s = sample_time(batch_size, g, time_sampling)
         noise = torch.randn(x0.shape, generator=g)
         for group in optimizer.param_groups:
@@ -412,5 +487,5 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
     return metrics
 
 
-__all__ = ["train_flow", "flow_recipe", "TextBank", "sample_batch", "lr_at", "step_generator", "build_config",
+__all__ = ["train_flow", "flow_recipe", "TextBank", "sample_batch", "caption_rewrites", "perturb_text", "lr_at", "step_generator", "build_config",
            "save_checkpoint", "load_checkpoint", "heldout_loss"]

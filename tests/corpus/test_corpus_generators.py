@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from sds_audio.corpus.captions import (caption, caption_conflicts, has_paraphrase_marker, mentions_concept,
-                                       normalise_text, paraphrases)
+from sds_audio.corpus.captions import (TRAINING_WRAPPERS, caption, caption_conflicts, has_paraphrase_marker,
+                                       mentions_concept, normalise_text, paraphrases, rewrite_caption)
 from sds_audio.corpus.clip_audio import is_broken, trim
 from sds_audio.corpus.concepts import CONCEPTS, concept_by_name
 from sds_audio.corpus.plan import plan_clip, register_of
@@ -46,6 +46,27 @@ def test_every_planned_caption_is_truthful_and_names_its_concept():
             plan = plan_clip(c, i, seed=1)
             assert mentions_concept(plan.caption, c), plan.caption
             assert caption_conflicts(plan.caption, c, plan.attributes) == []
+
+
+def test_caption_rewrites_say_nothing_new_and_avoid_paraphrase_wording():
+    rng = np.random.default_rng(0)
+    wrapper_words = {w for t in TRAINING_WRAPPERS for w in t.replace("{}", " ").replace(":", " ").split()}
+    changed = framed = 0
+    for c in CONCEPTS:
+        for i in range(6):
+            plan = plan_clip(c, i, seed=2)
+            for _ in range(3):
+                text = rewrite_caption(plan.caption, rng)
+                assert not has_paraphrase_marker(text), text
+                assert caption_conflicts(text, c, plan.attributes) == [], text
+                assert mentions_concept(text, c), text
+                original = set(normalise_text(plan.caption).replace(",", " ").split())
+                words = set(text.replace(",", " ").replace(";", " ").replace(":", " ").split())
+                assert words - original <= wrapper_words, (plan.caption, text)
+                changed += text != normalise_text(plan.caption)
+                framed += bool(words - original)
+    n = len(CONCEPTS) * 18
+    assert changed > 0.6 * n and 0.3 * n < framed < 0.6 * n, (changed, framed, n)
 
 
 def test_demo_prompts_are_close_to_training_captions():

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from sds_audio.errors import SDSAudioError
+from sds_audio.flow.condition import FlowCondition
 from sds_audio.flow import load_flow, train_flow
 from sds_audio.flow.latents import load_or_encode
-from sds_audio.flow.train import TextBank, lr_at, sample_batch, step_generator
+from sds_audio.flow.train import TextBank, caption_rewrites, lr_at, perturb_text, sample_batch, step_generator
 
 TINY_MODEL = dict(width=32, depth=2, heads=2, patch_size=2, time_features=16, duration_features=8)
 
@@ -116,6 +117,69 @@ def test_token_dropout_hides_tokens_and_keeps_the_pooled_embedding(tmp_path, tin
     with pytest.raises(SDSAudioError, match="token_dropout"):
         train_flow(tiny_corpus_dir, tmp_path / "bad", make_codec(), steps=1, token_dropout=1.0,
                    text_encoder=text_encoder, progress=False)
+
+
+def test_text_noise_is_relative_and_spares_dropped_rows(make_condition):
+    cond = make_condition(64, n_tokens=6, seed=3)
+    cond.pooled = torch.nn.functional.normalize(cond.pooled, dim=-1)
+    cond.mask[:, 4:] = False
+    cond.tokens[:, 4:] = 0.0
+    before = FlowCondition(cond.tokens.clone(), cond.mask.clone(), cond.pooled.clone(), cond.seconds, cond.drop)
+    rows = torch.arange(64) % 4 != 0
+    perturb_text(cond, rows, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(cond.tokens[~rows], before.tokens[~rows]) and torch.equal(cond.pooled[~rows],
+                                                                                 before.pooled[~rows])
+    torch.testing.assert_close(cond.pooled.norm(dim=-1), torch.ones(64))  # unit length, as MiniLM's
+    rel = (cond.tokens - before.tokens).norm(dim=-1)[:, :4] / before.tokens.norm(dim=-1)[:, :4]
+    assert float(rel[rows].max()) <= 0.5 + 1e-5 and float(rel[rows].mean()) > 0.15  # ~ U[0, 0.5]: mean 0.25
+    torch.testing.assert_close(rel[rows], rel[rows][:, :1].expand(-1, 4))  # one noise level per row
+    assert torch.equal(cond.tokens[:, 4:], before.tokens[:, 4:])  # padding stays zero
+    cos = (cond.pooled * before.pooled).sum(-1)[rows]
+    assert float(cos.min()) > 0.85 and float(cos.mean()) < 0.995
+
+
+def test_caption_augmentation_draws_rewrites(tmp_path, tiny_corpus_dir, make_codec, make_flow, text_encoder):
+    latents = load_or_encode(tiny_corpus_dir, make_codec(), "train", 0.5, tmp_path / "lat.safetensors",
+                             progress=False)
+    rewrites = caption_rewrites(latents.captions, 3, seed=0)
+    assert rewrites == caption_rewrites(latents.captions, 3, seed=0)
+    assert set(rewrites) == set(latents.captions) and all(len(v) == 3 for v in rewrites.values())
+    text = TextBank.build(latents.captions + [v for vs in rewrites.values() for v in vs], text_encoder,
+                          progress=False)
+    model = make_flow(max_duration_s=0.5, latent_rate=22050 / 128)
+    swapped = n = 0
+    for step in range(40):
+        x_plain, plain = sample_batch(latents, text, model, 16, 40, step_generator(0, step), cond_dropout=0.0)
+        x_aug, aug = sample_batch(latents, text, model, 16, 40, step_generator(0, step), cond_dropout=0.0,
+                                  rewrites=rewrites, caption_augment=0.5)
+        assert torch.equal(x_plain, x_aug)  # same clips and windows; only the text differs
+        differs = (aug.pooled - plain.pooled).abs().sum(-1) > 0
+        swapped += int(differs.sum())
+        n += 16
+    # half the rows draw a rewrite; some rewrites of these short captions equal the caption
+    changed = sum(sum(v != c for v in rewrites[c]) / 3 for c in latents.captions) / len(latents.captions)
+    assert changed > 0.2 and abs(swapped / n - 0.5 * changed) < 0.07, (swapped / n, changed)
+
+
+def test_init_from_starts_at_the_given_weights(tmp_path, tiny_corpus_dir, make_codec, text_encoder):
+    codec = make_codec()
+    _train(tiny_corpus_dir, tmp_path / "a", codec, text_encoder, steps=4)
+    start = load_flow(tmp_path / "a" / "flow.safetensors").state_dict()
+    # lr ~ 0: the fine-tuned model is the starting one (a fresh init would differ everywhere)
+    _train(tiny_corpus_dir, tmp_path / "b", codec, text_encoder, steps=1, lr=1e-12, warmup_steps=1,
+           init_from=tmp_path / "a" / "flow.safetensors", caption_augment=0.5, text_noise=0.3)
+    tuned = load_flow(tmp_path / "b" / "flow.safetensors").state_dict()
+    for name in start:
+        torch.testing.assert_close(tuned[name], start[name], atol=1e-3, rtol=0, msg=name)
+    # without init_from the same run stays at the seed's initialisation, which 4 steps at lr 3e-3 left behind
+    _train(tiny_corpus_dir, tmp_path / "c", codec, text_encoder, steps=1, lr=1e-12, warmup_steps=1)
+    untrained = load_flow(tmp_path / "c" / "flow.safetensors").state_dict()
+    assert max(float((untrained[k] - start[k]).abs().max()) for k in start) > 5e-3
+    with pytest.raises(SDSAudioError, match="another flow architecture"):
+        _train(tiny_corpus_dir, tmp_path / "d", codec, text_encoder, steps=1,
+               init_from=tmp_path / "a" / "flow.safetensors", model_config={**TINY_MODEL, "depth": 1})
+    with pytest.raises(SDSAudioError, match="caption_augment"):
+        _train(tiny_corpus_dir, tmp_path / "e", codec, text_encoder, steps=1, caption_augment=1.5)
 
 
 def test_lr_schedule():
