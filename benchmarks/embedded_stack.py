@@ -135,6 +135,14 @@ def read_corpus(root: str | Path) -> CorpusInfo:
                       records=records)
 
 
+def second_paraphrases(concepts: Sequence[str]) -> list[list[str]]:
+    """Paraphrases 5-8 of each concept (``captions.paraphrases(c, 8)[4:]``; the corpus keeps the first four)."""
+    from sds_audio.corpus.captions import paraphrases
+    from sds_audio.corpus.concepts import concept_by_name
+
+    return [paraphrases(concept_by_name(c), 8)[4:] for c in concepts]
+
+
 def select_concepts(n_concepts: int, limit: int | None) -> list[int]:
     """Indices of ``limit`` concepts spread evenly over ``range(n_concepts)`` (all of them for None)."""
     if limit is None or limit >= n_concepts:
@@ -239,8 +247,8 @@ def load_codec_weights(path: str | Path) -> tuple[torch.nn.Module, str]:
     return codec.eval().requires_grad_(False), source
 
 
-def build_prior(codec: torch.nn.Module, flow_path: str | Path, text_encoder: Any = None):
-    """:class:`EmbeddedPrior` over ``codec`` and the flow model at ``flow_path``.
+def build_prior(codec: torch.nn.Module, flow_path: str | Path, text_encoder: Any = None, anchor: bool = True):
+    """:class:`EmbeddedPrior` over ``codec`` and the flow model at ``flow_path`` (``anchor``: use its prompt anchor).
 
     Raises:
         SDSAudioError: the flow model was trained on another codec (its metadata's fingerprint differs).
@@ -250,7 +258,7 @@ def build_prior(codec: torch.nn.Module, flow_path: str | Path, text_encoder: Any
 
     flow = load_flow(flow_path)
     check_flow_codec(flow_path, codec, "the codec given")
-    return EmbeddedPrior(codec, flow, text_encoder=text_encoder, codec_precision="float32")
+    return EmbeddedPrior(codec, flow, text_encoder=text_encoder, codec_precision="float32", anchor=anchor)
 
 
 # --------------------------------------------------------------------------- judge helpers
@@ -414,7 +422,8 @@ def generation_defaults() -> dict[str, Any]:
     return {k: params[k].default for k in ("steps", "cfg", "sway_coef", "method")}
 
 
-TEXT_CONDITIONS = ("prompt", "pooled", "known-tokens", "nearest-caption")
+TEXT_CONDITIONS = ("prompt", "pooled", "known-tokens", "nearest-caption", "concept-caption", "concept-pooled",
+                   "concept-both")
 
 
 class TextVariant:
@@ -425,10 +434,14 @@ class TextVariant:
     * ``pooled``: its pooled embedding alone, the tokens hidden as token dropout does in training;
     * ``known-tokens``: cross-attention only to the word pieces that occur in some training caption
       (the pooled embedding still covers the whole prompt);
-    * ``nearest-caption``: the training caption whose MiniLM pooled embedding is nearest the prompt's.
+    * ``nearest-caption``: the training caption whose MiniLM pooled embedding is nearest the prompt's;
+    * ``concept-caption``: a linear classifier over the pooled embedding, fitted on the training captions,
+      picks the concept; the prompt is replaced by that concept's training caption nearest it;
+    * ``concept-pooled``: the same caption's pooled embedding, with the prompt's own tokens.
+    * ``concept-both``: that pooled embedding; cross-attention to the caption's tokens followed by the prompt's.
     """
 
-    def __init__(self, mode: str, prior, train_captions: Sequence[str]):
+    def __init__(self, mode: str, prior, train_captions: Sequence[str], concept_of: dict[str, str] | None = None):
         if mode not in TEXT_CONDITIONS:
             raise SDSAudioError(f"--text-condition must be one of {', '.join(TEXT_CONDITIONS)}, got {mode!r}")
         self.mode, self.prior = mode, prior
@@ -438,18 +451,49 @@ class TextVariant:
         if mode == "known-tokens":
             ids = encoder.tokenizer(self.captions, add_special_tokens=True)["input_ids"]
             self.vocabulary = torch.tensor(sorted({i for row in ids for i in row}))
-        elif mode == "nearest-caption":
+        elif mode in ("nearest-caption", "concept-caption", "concept-pooled", "concept-both"):
             self.bank = torch.cat([encoder.encode(self.captions[i:i + 256])[2]
-                                   for i in range(0, len(self.captions), 256)])
+                                   for i in range(0, len(self.captions), 256)]).float().cpu()
+        if mode in ("concept-caption", "concept-pooled", "concept-both"):
+            if concept_of is None:
+                raise SDSAudioError(f"--text-condition {mode} needs each training caption's concept")
+            concepts = sorted(set(concept_of.values()))
+            self.label = torch.tensor([concepts.index(concept_of[c]) for c in self.captions])
+            weight = torch.zeros(self.bank.shape[1], len(concepts), requires_grad=True)
+            bias = torch.zeros(len(concepts), requires_grad=True)
+            opt = torch.optim.Adam([weight, bias], lr=0.1)
+            with torch.enable_grad():
+                for _ in range(500):
+                    loss = torch.nn.functional.cross_entropy(self.bank @ weight + bias, self.label)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+            self.weight, self.bias = weight.detach(), bias.detach()
 
     def condition(self, prompt: str, seconds: float, n_frames: int):
         """``(cond, uncond)`` :class:`~sds_audio.flow.FlowCondition` for ``prompt``."""
         from sds_audio.flow import FlowCondition
 
-        if self.mode == "nearest-caption":
-            pooled = self.prior.text_encoder.encode([prompt])[2][0]
-            prompt = self.captions[int((self.bank @ pooled).argmax())]
+        pooled_from = None
+        if self.mode in ("nearest-caption", "concept-caption", "concept-pooled", "concept-both"):
+            pooled = self.prior.text_encoder.encode([prompt])[2][0].float().cpu()
+            sims = self.bank @ pooled
+            if self.mode != "nearest-caption":
+                concept = int((pooled @ self.weight + self.bias).argmax())
+                sims = torch.where(self.label == concept, sims, torch.full_like(sims, -2.0))
+            nearest = self.captions[int(sims.argmax())]
+            if self.mode in ("concept-pooled", "concept-both"):
+                pooled_from = nearest
+            else:
+                prompt = nearest
         c, u = self.prior.flow_conditions(self.prior.condition(prompt, seconds=seconds), n_frames)
+        if pooled_from is not None:
+            ref, _ = self.prior.flow_conditions(self.prior.condition(pooled_from, seconds=seconds), n_frames)
+            if self.mode == "concept-both":
+                c = FlowCondition(torch.cat([ref.tokens, c.tokens], 1), torch.cat([ref.mask, c.mask], 1), ref.pooled,
+                                  c.seconds, c.drop)
+            else:
+                c = FlowCondition(c.tokens, c.mask, ref.pooled, c.seconds, c.drop)
         if self.mode == "pooled":
             c = FlowCondition(torch.zeros_like(c.tokens[:, :1]), torch.ones_like(c.mask[:, :1]), c.pooled,
                               c.seconds, c.drop)
@@ -522,8 +566,9 @@ def flow_section(bench: Bench, prior, *, gens_per_concept: int = 8, seconds: str
     sway_coef = d["sway_coef"] if sway_coef is None else (float(sway_coef) or None)
     method = d["method"] if method is None else method
     corpus, n = bench.corpus, gens_per_concept
+    train_records = [r for r in corpus.records if r.get("split") == "train"]
     text = None if text_condition == "prompt" else TextVariant(
-        text_condition, prior, [r["caption"] for r in corpus.records if r.get("split") == "train"])
+        text_condition, prior, [r["caption"] for r in train_records], {r["caption"]: r["concept"] for r in train_records})
     if seconds == "typical":
         durations = {c: typical_seconds(corpus, c, prior.max_duration_s) for c in bench.concept_ids}
         duration_rule = (f"each concept's median training-clip length, clamped to "
@@ -791,6 +836,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=20, help="timed runs of the speed section (>= 10)")
     p.add_argument("--save-audio", default=None, help="write each concept's first generation to this directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-anchor", action="store_true",
+                   help="condition on the prompt alone, not on the flow model's prompt anchor (see flow/anchor.py)")
+    p.add_argument("--paraphrase-set", default="corpus", choices=("corpus", "second"),
+                   help="corpus: the held-out paraphrases in concepts.json; second: four more per concept in the same "
+                        "held-out wording (a confirmation set no design choice was made on)")
     return p
 
 
@@ -810,12 +860,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     text_encoder = TextEncoder()
     need = {w for s in sections for w in NEEDS[s]}
     codec, codec_source = load_codec_weights(paths["codec"]) if "codec" in need else (None, None)
-    prior = build_prior(codec, paths["flow"], text_encoder) if "flow" in need else None
+    prior = build_prior(codec, paths["flow"], text_encoder, anchor=not args.no_anchor) if "flow" in need else None
     bench = None
     if "judge" in need:
         from sds_audio.judge import load_judge
 
         corpus = read_corpus(args.corpus)
+        if args.paraphrase_set == "second":
+            corpus.paraphrases = second_paraphrases(corpus.concepts)
         judge = load_judge(paths["judge"], text_encoder=text_encoder)
         bench = Bench(corpus, judge, select_concepts(len(corpus.concepts), args.limit_concepts), args.seed, progress)
 

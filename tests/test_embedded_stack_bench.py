@@ -193,6 +193,22 @@ def test_text_variants_condition_as_documented(text_encoder):
     hidden = [p for p, m in zip(["[CLS]"] + pieces + ["[SEP]"], c.mask[0].tolist()) if not m]
     assert hidden and all(p not in ("a", "sine", "tone", "[CLS]", "[SEP]") for p in hidden)
     assert float(c.tokens[0, ~c.mask[0]].abs().sum()) == 0.0
+    # concept-both: a classifier fitted on the captions picks the concept; its nearest caption's pooled embedding,
+    # then that caption's tokens followed by the prompt's
+    concepts = {captions[0]: "sine", captions[1]: "noise"}
+    both = bench_mod.TextVariant("concept-both", prior, captions, concepts)
+    ref = prior.flow_conditions(prior.condition(captions[1]), 17)[0]
+    own = prior.flow_conditions(prior.condition("hissing white noise"), 17)[0]
+    c, _ = both.condition("hissing white noise", 0.4, 17)
+    torch.testing.assert_close(c.pooled, ref.pooled)
+    n = ref.tokens.shape[1]
+    torch.testing.assert_close(c.tokens[:, :n], ref.tokens)
+    torch.testing.assert_close(c.tokens[:, n:], own.tokens)
+    c, _ = bench_mod.TextVariant("concept-pooled", prior, captions, concepts).condition("hissing white noise", 0.4, 17)
+    torch.testing.assert_close(c.pooled, ref.pooled)
+    torch.testing.assert_close(c.tokens, own.tokens)
+    with pytest.raises(SDSAudioError):
+        bench_mod.TextVariant("concept-both", prior, captions)
     with pytest.raises(SDSAudioError):
         bench_mod.TextVariant("paraphrase-magic", prior, captions)
 
@@ -232,3 +248,14 @@ def test_helpers_select_concepts_durations_and_seeds(corpus):
     seeds = {bench_mod.generation_seed(0, c, k, i) for c in range(3) for k in range(2) for i in range(4)}
     assert len(seeds) == 24  # every generation its own seed
     assert bench_mod.generation_seed(1, 0, 0, 0) != bench_mod.generation_seed(0, 0, 0, 0)
+
+
+def test_second_paraphrase_set_is_new_held_out_wording():
+    from sds_audio.corpus.captions import has_paraphrase_marker, paraphrases
+    from sds_audio.corpus.concepts import CONCEPTS
+
+    names = [c.name for c in CONCEPTS]
+    second = bench_mod.second_paraphrases(names)
+    for c, extra in zip(CONCEPTS, second):
+        assert len(extra) == 4 and all(has_paraphrase_marker(p) for p in extra)
+        assert not set(extra) & set(paraphrases(c)), c.name  # none of the corpus's four

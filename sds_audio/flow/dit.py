@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .anchor import PromptAnchor
 from .condition import FlowCondition
 from .config import FlowConfig
 from .embeddings import apply_rotary, duration_embedder, rotary_cos_sin, time_embedder
@@ -134,6 +135,11 @@ class FlowModel(nn.Module):
     Buffers ``latent_mean`` / ``latent_std`` ``(D,)`` hold the per-channel
     statistics of the training latents; :meth:`normalize` / :meth:`denormalize`
     convert between codec latents and the unit-scale space the flow runs in.
+
+    ``anchor`` is None or the :class:`~sds_audio.flow.anchor.PromptAnchor`
+    fitted on this model's training captions; it is not used by ``forward``
+    (the embedded prior applies it to a prompt's pooled embedding) but lives
+    here so that it is saved and loaded with the weights it belongs to.
     """
 
     def __init__(self, config: FlowConfig):
@@ -142,6 +148,7 @@ class FlowModel(nn.Module):
         w, d, p = config.width, config.latent_channels, config.patch_size
         self.register_buffer("latent_mean", torch.zeros(d))
         self.register_buffer("latent_std", torch.ones(d))
+        self.anchor: PromptAnchor | None = None
         self.proj_in = nn.Linear(d * p, w)
         self.time_embed = time_embedder(w, config.time_features)
         self.duration_embed = duration_embedder(w, config.duration_features, config.max_duration_s)

@@ -65,6 +65,7 @@ import torch
 from ..atomic import atomic_path, write_json_atomic
 from ..corpus.dataset import read_manifest
 from ..errors import SDSAudioError
+from .anchor import fit_anchor
 from .condition import FlowCondition
 from .config import FlowConfig
 from .dit import FlowModel
@@ -400,7 +401,7 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
         if initial.config != config:
             raise SDSAudioError(f"init_from {init_from} holds another flow architecture than this run builds "
                                 "(model_config, segment_s, cond_dropout, time_sampling and the codec must match)")
-        model.load_state_dict(initial.state_dict())
+        model.load_state_dict({k: v for k, v in initial.state_dict().items() if not k.startswith("anchor.")})
         init_sha = hashlib.sha256(Path(init_from).read_bytes()).hexdigest()
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay)
@@ -420,13 +421,16 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
     if resume and ckpt_path.is_file():
         start, history = load_checkpoint(ckpt_path, model, ema, optimizer, fingerprint)
 
+    last = history[-1] if history else {}  # what a resumed run that has no steps left reports
+
     def metrics_at(done: int) -> dict[str, Any]:
         elapsed = time.perf_counter() - t0
         ran = done - start
         return {"steps": done, "target_steps": steps, "complete": done >= steps, "resumed_from": start,
                 "steps_this_run": ran, "elapsed_s": elapsed,
                 "steps_per_s": ran / elapsed if ran > 0 and elapsed > 0 else None,
-                "final_loss": sum(recent) / len(recent) if recent else None, "heldout_loss": val_loss,
+                "final_loss": sum(recent) / len(recent) if recent else last.get("loss"),
+                "heldout_loss": val_loss if val_loss is not None else last.get("heldout_loss"),
                 "n_params": model.n_params, "train_clips": len(train_set),
                 "heldout_clips": len(heldout_set) if heldout_set is not None else 0,
                 "latent_frames_per_window": train_set.window_frames, "config": config.to_dict(), "run": run,
@@ -478,6 +482,9 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
             if done < steps:  # progress for whoever watches a long run
                 write_json_atomic(out / METRICS_NAME, metrics_at(done))
     bar.close()
+    concept_of = dict(zip(train_set.captions, train_set.concepts))    # distinct captions, first-seen order
+    ema.anchor = fit_anchor(text.pooled[[text.index[c] for c in concept_of]], list(concept_of.values()),
+                            list(concept_of))
     metrics = metrics_at(steps)
     save_flow(ema, out / FLOW_NAME, extra_metadata={
         "codec_latent_sha256": latent_space_fingerprint(codec),

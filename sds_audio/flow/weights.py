@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from ..atomic import atomic_path
 from ..errors import SDSAudioError
 from .config import FlowConfig
+from .anchor import PromptAnchor
 from .dit import FlowModel
 
 FORMAT = "sds-audio-flow"
@@ -41,6 +42,8 @@ def save_flow(model: FlowModel, path: str | os.PathLike, dtype: torch.dtype = to
             value = value.to(dtype)
         state[name] = value.contiguous()
     metadata = {"format": FORMAT, "config": model.config.to_json()}
+    if model.anchor is not None:
+        metadata["anchor_captions"] = json.dumps(model.anchor.captions)
     for key, value in (extra_metadata or {}).items():
         metadata[str(key)] = str(value)
     with atomic_path(path) as tmp:
@@ -85,6 +88,12 @@ def load_flow(path: str | os.PathLike, device: torch.device | str | None = None,
     except (SafetensorError, OSError, ValueError) as exc:
         raise SDSAudioError(f"flow weights {path} are broken ({exc}): {TRAIN_HINT}", exit_code=1) from exc
     model = FlowModel(config)
+    if any(k.startswith("anchor.") for k in state):
+        try:
+            captions = flow_metadata(path).get("anchor_captions")
+            model.anchor = PromptAnchor.shapes_from_state(state, captions if isinstance(captions, list) else None)
+        except SDSAudioError as exc:
+            raise SDSAudioError(f"flow weights {path}: {exc}: {TRAIN_HINT}", exit_code=1) from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

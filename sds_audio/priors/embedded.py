@@ -72,13 +72,18 @@ class EmbeddedPrior(Prior):
             ``benchmarks/codec_speed.py --precision float32 bfloat16 --corpus DIR``.
             Applies to a float32 prior only (a ``dtype=float16`` / ``bfloat16`` prior runs
             its codec in that dtype).
+        anchor: when the flow model carries a :class:`~sds_audio.flow.anchor.PromptAnchor`
+            (the default): condition on the pooled embedding of the training caption
+            it picks for the prompt, and cross-attend to that caption's tokens
+            followed by the prompt's own. False conditions on the prompt alone.
     """
 
     name = "embedded"
 
     def __init__(self, codec: torch.nn.Module, flow: FlowModel, text_encoder: Any = None,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                 sampler: str = "euler", sway_coef: float | None = None, codec_precision: str = "auto"):
+                 sampler: str = "euler", sway_coef: float | None = None, codec_precision: str = "auto",
+                 anchor: bool = True):
         if flow.config.latent_channels != codec.latent_channels:
             raise SDSAudioError(f"the flow model expects {flow.config.latent_channels} latent channels but the "
                                 f"codec has {codec.latent_channels}: train the flow model on this codec")
@@ -104,6 +109,7 @@ class EmbeddedPrior(Prior):
         self.sampler = sampler
         self.sway_coef = sway_coef
         self.codec_autocast = _codec_autocast_dtype(codec_precision, self._device, self._dtype)
+        self.anchor = flow.anchor if anchor else None
         self._cache: dict[tuple[str, str | None], tuple[FlowCondition, FlowCondition | None]] = {}
         self._warned_long = False
 
@@ -145,6 +151,11 @@ class EmbeddedPrior(Prior):
     # ------------------------------------------------------------ conditioning
     def _text_condition(self, prompt: str) -> FlowCondition:
         tokens, mask, pooled = self.text_encoder.encode([prompt])
+        if self.anchor is not None:
+            caption = self.anchor.captions[int(self.anchor.nearest(pooled.to(self._device))[0])]
+            a_tokens, a_mask, pooled = self.text_encoder.encode([caption])
+            tokens = torch.cat([a_tokens.to(tokens), tokens], 1)
+            mask = torch.cat([a_mask.to(mask), mask], 1)
         return FlowCondition.from_text(tokens, mask, pooled, 0.0).to(self._device, self._dtype)
 
     def condition(self, prompt: str, negative: str | None = None, seconds: float | None = None) -> Conditioning:

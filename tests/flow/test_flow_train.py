@@ -41,6 +41,12 @@ def test_training_reduces_loss_and_writes_outputs(tmp_path, tiny_corpus_dir, mak
     assert model.config.max_duration_s == 0.5 and model.config.latent_channels == 8
     assert model.config.latent_rate == pytest.approx(22050 / 128)
     assert model.latent_std.min() > 0 and not torch.allclose(model.latent_std, torch.ones(8))
+    # the prompt anchor is fitted on the distinct training captions
+    train_captions = load_or_encode(tiny_corpus_dir, codec, "train", 0.5, tmp_path / "latents_train.safetensors",
+                                    progress=False).captions
+    assert model.anchor is not None and model.anchor.bank.shape == (len(set(train_captions)), 384)
+    torch.testing.assert_close(model.anchor.bank, text_encoder.encode(list(dict.fromkeys(train_captions)))[2],
+                               atol=2e-3, rtol=0)  # the bank holds the captions' pooled embeddings (f16 bank)
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path, tiny_corpus_dir, make_codec, text_encoder):
