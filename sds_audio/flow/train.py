@@ -291,7 +291,11 @@ def _load_codec(codec_path: str | os.PathLike | torch.nn.Module) -> torch.nn.Mod
 
 
 def flow_recipe() -> dict[str, Any]:
-    """The settings ``sds-audio train flow`` uses for the shipped prior (command-line flags override them).
+    """The settings ``sds-audio train flow`` starts from (command-line flags override them).
+
+    The shipped prior is this recipe run to 20,000 steps (``--steps 20000``), then 6,000 steps of
+    text augmentation from those weights (``--init-from RUN/flow.safetensors --caption-augment 0.5
+    --text-noise 0.5 --lr 2e-4 --steps 6000``); the model card ``assets/flow.md`` has the figures.
 
     The default :class:`FlowConfig` DiT (width 256, depth 6) on 3 s windows of codec
     latents, 32 windows per step, AdamW 5e-4 with 300 warm-up steps, EMA 0.999,
