@@ -43,8 +43,12 @@ Recipe:
    checkpoints (``checkpoint.safetensors``: weights, EMA, optimiser state,
    step; no pickle) and resume.
 
+5. At the end, a :class:`~sds_audio.flow.anchor.PromptAnchor` is fitted on the
+   distinct training captions' pooled embeddings and saved with the EMA weights.
+
 Outputs in ``out_dir``: ``flow.safetensors`` (EMA weights, float16, config in
-the metadata), ``metrics.json``, ``checkpoint.safetensors``, the latent caches.
+the metadata, the prompt anchor), ``metrics.json``, ``checkpoint.safetensors``,
+the latent caches.
 """
 
 from __future__ import annotations
