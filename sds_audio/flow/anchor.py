@@ -46,11 +46,12 @@ class PromptAnchor(torch.nn.Module):
     caption strings (saved in the flow file's metadata).
     """
 
-    def __init__(self, text_dim: int, n_concepts: int, n_captions: int, captions: Sequence[str] | None = None):
+    def __init__(self, text_dim: int, n_concepts: int, captions: Sequence[str]):
         super().__init__()
-        self.captions = list(captions) if captions is not None else [""] * n_captions
-        if len(self.captions) != n_captions:
-            raise SDSAudioError(f"a prompt anchor of {n_captions} captions got {len(self.captions)} caption strings")
+        self.captions = [str(c) for c in captions]
+        if not self.captions or not all(c.strip() for c in self.captions):
+            raise SDSAudioError("a prompt anchor needs its captions, none of them empty")
+        n_captions = len(self.captions)
         self.register_buffer("weight", torch.zeros(text_dim, n_concepts))
         self.register_buffer("bias", torch.zeros(n_concepts))
         self.register_buffer("bank", torch.zeros(n_captions, text_dim))
@@ -59,13 +60,15 @@ class PromptAnchor(torch.nn.Module):
     @classmethod
     def shapes_from_state(cls, state: dict[str, torch.Tensor], captions: Sequence[str],
                           prefix: str = "anchor.") -> "PromptAnchor":
-        """An empty anchor shaped for the ``prefix``-ed tensors of ``state`` (for loading)."""
+        """An empty anchor shaped for the ``prefix``-ed tensors of ``state`` and ``captions`` (for loading)."""
         try:
             text_dim, n_concepts = state[prefix + "weight"].shape
             n_captions = state[prefix + "bank"].shape[0]
         except (KeyError, ValueError) as exc:
             raise SDSAudioError(f"incomplete prompt anchor tensors ({exc})") from exc
-        return cls(int(text_dim), int(n_concepts), int(n_captions), captions)
+        if len(captions) != n_captions:
+            raise SDSAudioError(f"the prompt anchor has {n_captions} caption embeddings but {len(captions)} captions")
+        return cls(int(text_dim), int(n_concepts), captions)
 
     def concept(self, pooled: torch.Tensor) -> torch.Tensor:
         """Predicted concept index per row of ``pooled (B, text_dim)``."""
@@ -84,8 +87,8 @@ class PromptAnchor(torch.nn.Module):
         return self.bank[self.nearest(pooled)].to(pooled)
 
 
-def fit_anchor(pooled: torch.Tensor, concepts: Sequence[str], captions: Sequence[str] | None = None,
-               steps: int = 500, lr: float = 0.1) -> PromptAnchor:
+def fit_anchor(pooled: torch.Tensor, concepts: Sequence[str], captions: Sequence[str], steps: int = 500,
+               lr: float = 0.1) -> PromptAnchor:
     """Fit a :class:`PromptAnchor` on training captions' pooled embeddings and their concept names.
 
     Full-batch Adam on the cross-entropy of a linear classifier from zero
@@ -94,11 +97,11 @@ def fit_anchor(pooled: torch.Tensor, concepts: Sequence[str], captions: Sequence
     Args:
         pooled: ``(M, text_dim)`` unit pooled embeddings of the distinct training captions.
         concepts: the concept of each caption (``M`` names).
-        captions: the ``M`` caption strings (optional; kept with the anchor).
+        captions: the ``M`` caption strings (kept with the anchor: the prior reads their tokens).
     """
-    if pooled.dim() != 2 or len(concepts) != pooled.shape[0] or pooled.shape[0] == 0:
-        raise SDSAudioError(f"fit_anchor needs one concept per pooled row, got {tuple(pooled.shape)} and "
-                            f"{len(concepts)} names")
+    if pooled.dim() != 2 or not len(concepts) == len(captions) == pooled.shape[0] or pooled.shape[0] == 0:
+        raise SDSAudioError(f"fit_anchor needs one concept and one caption per pooled row, got "
+                            f"{tuple(pooled.shape)}, {len(concepts)} concepts and {len(captions)} captions")
     names = sorted(set(concepts))
     if len(names) < 2:
         raise SDSAudioError("fit_anchor needs captions of at least two concepts")
@@ -113,7 +116,7 @@ def fit_anchor(pooled: torch.Tensor, concepts: Sequence[str], captions: Sequence
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    anchor = PromptAnchor(x.shape[1], len(names), x.shape[0], captions)
+    anchor = PromptAnchor(x.shape[1], len(names), captions)
     anchor.weight.copy_(weight.detach())
     anchor.bias.copy_(bias.detach())
     anchor.bank.copy_(x)

@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path
 from ..errors import SDSAudioError
-from .config import FlowConfig
 from .anchor import PromptAnchor
+from .config import FlowConfig
 from .dit import FlowModel
 
 FORMAT = "sds-audio-flow"
@@ -91,7 +91,9 @@ def load_flow(path: str | os.PathLike, device: torch.device | str | None = None,
     if any(k.startswith("anchor.") for k in state):
         try:
             captions = flow_metadata(path).get("anchor_captions")
-            model.anchor = PromptAnchor.shapes_from_state(state, captions if isinstance(captions, list) else None)
+            if not isinstance(captions, list):
+                raise SDSAudioError("its prompt anchor's captions are missing from the metadata")
+            model.anchor = PromptAnchor.shapes_from_state(state, captions)
         except SDSAudioError as exc:
             raise SDSAudioError(f"flow weights {path}: {exc}: {TRAIN_HINT}", exit_code=1) from exc
     try:

@@ -28,7 +28,7 @@ def _clusters(n_per: int = 20, seed: int = 0):
 
 def test_anchor_reads_the_concept_that_attributes_hide():
     pooled, names, centres, attribute = _clusters()
-    anchor = fit_anchor(pooled, names)
+    anchor = fit_anchor(pooled, names, [f"{n} caption {i}" for i, n in enumerate(names)])
     assert anchor.bank.shape == (60, 384) and anchor.weight.shape == (384, 3)
     assert [anchor.concept(pooled).tolist().count(k) for k in range(3)] == [20, 20, 20]
     # a training caption is its own anchor
@@ -41,10 +41,12 @@ def test_anchor_reads_the_concept_that_attributes_hide():
     assert out.dtype == query.dtype and float(out.norm()) == pytest.approx(1.0, abs=1e-5)
     # half precision in, half precision out
     assert anchor(query.half()).dtype == torch.float16
-    with pytest.raises(SDSAudioError, match="one concept per"):
-        fit_anchor(pooled, names[:-1])
+    with pytest.raises(SDSAudioError, match="one concept and one caption per"):
+        fit_anchor(pooled, names[:-1], anchor.captions[:-1])
     with pytest.raises(SDSAudioError, match="two concepts"):
-        fit_anchor(pooled[:5], ["bell"] * 5)
+        fit_anchor(pooled[:5], ["bell"] * 5, anchor.captions[:5])
+    with pytest.raises(SDSAudioError, match="none of them empty"):
+        fit_anchor(pooled, names, [""] * 60)
 
 
 def test_anchor_travels_with_the_flow_weights(tmp_path):
@@ -56,6 +58,15 @@ def test_anchor_travels_with_the_flow_weights(tmp_path):
     assert isinstance(loaded.anchor, PromptAnchor) and loaded.anchor.captions == flow.anchor.captions
     for name, value in flow.anchor.state_dict().items():
         assert torch.equal(loaded.anchor.state_dict()[name], value), name
+    # anchor tensors without their captions: a clear error naming the file
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(tmp_path / "flow.safetensors"), framework="pt") as fh:
+        meta = {k: v for k, v in (fh.metadata() or {}).items() if k != "anchor_captions"}
+    save_file(load_file(str(tmp_path / "flow.safetensors")), str(tmp_path / "bare.safetensors"), metadata=meta)
+    with pytest.raises(SDSAudioError, match="bare.safetensors.*captions are missing"):
+        load_flow(tmp_path / "bare.safetensors")
     # a file without one loads without one
     flow.anchor = None
     save_flow(flow, tmp_path / "plain.safetensors")
