@@ -435,10 +435,12 @@ class TextVariant:
     * ``known-tokens``: cross-attention only to the word pieces that occur in some training caption
       (the pooled embedding still covers the whole prompt);
     * ``nearest-caption``: the training caption whose MiniLM pooled embedding is nearest the prompt's;
-    * ``concept-caption``: a linear classifier over the pooled embedding, fitted on the training captions,
-      picks the concept; the prompt is replaced by that concept's training caption nearest it;
+    * ``concept-caption``: a :class:`~sds_audio.flow.anchor.PromptAnchor` fitted on the training captions
+      picks the concept's training caption nearest the prompt, which replaces the prompt;
     * ``concept-pooled``: the same caption's pooled embedding, with the prompt's own tokens.
-    * ``concept-both``: that pooled embedding; cross-attention to the caption's tokens followed by the prompt's.
+    * ``concept-both``: that pooled embedding; cross-attention to the caption's tokens followed by the prompt's
+      (what :class:`EmbeddedPrior` does with a flow file that carries its anchor; the concept-* probes are for
+      files without one, or with ``--no-anchor``).
     """
 
     def __init__(self, mode: str, prior, train_captions: Sequence[str], concept_of: dict[str, str] | None = None):
@@ -457,18 +459,9 @@ class TextVariant:
         if mode in ("concept-caption", "concept-pooled", "concept-both"):
             if concept_of is None:
                 raise SDSAudioError(f"--text-condition {mode} needs each training caption's concept")
-            concepts = sorted(set(concept_of.values()))
-            self.label = torch.tensor([concepts.index(concept_of[c]) for c in self.captions])
-            weight = torch.zeros(self.bank.shape[1], len(concepts), requires_grad=True)
-            bias = torch.zeros(len(concepts), requires_grad=True)
-            opt = torch.optim.Adam([weight, bias], lr=0.1)
-            with torch.enable_grad():
-                for _ in range(500):
-                    loss = torch.nn.functional.cross_entropy(self.bank @ weight + bias, self.label)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-            self.weight, self.bias = weight.detach(), bias.detach()
+            from sds_audio.flow.anchor import fit_anchor
+
+            self.anchor = fit_anchor(self.bank, [concept_of[c] for c in self.captions], self.captions)
 
     def condition(self, prompt: str, seconds: float, n_frames: int):
         """``(cond, uncond)`` :class:`~sds_audio.flow.FlowCondition` for ``prompt``."""
@@ -476,12 +469,11 @@ class TextVariant:
 
         pooled_from = None
         if self.mode in ("nearest-caption", "concept-caption", "concept-pooled", "concept-both"):
-            pooled = self.prior.text_encoder.encode([prompt])[2][0].float().cpu()
-            sims = self.bank @ pooled
-            if self.mode != "nearest-caption":
-                concept = int((pooled @ self.weight + self.bias).argmax())
-                sims = torch.where(self.label == concept, sims, torch.full_like(sims, -2.0))
-            nearest = self.captions[int(sims.argmax())]
+            pooled = self.prior.text_encoder.encode([prompt])[2].float().cpu()
+            if self.mode == "nearest-caption":
+                nearest = self.captions[int((self.bank @ pooled[0]).argmax())]
+            else:                                            # the library's PromptAnchor, fitted here
+                nearest = self.captions[int(self.anchor.nearest(pooled)[0])]
             if self.mode in ("concept-pooled", "concept-both"):
                 pooled_from = nearest
             else:
