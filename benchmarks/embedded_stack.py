@@ -423,7 +423,7 @@ def generation_defaults() -> dict[str, Any]:
 
 
 TEXT_CONDITIONS = ("prompt", "pooled", "known-tokens", "nearest-caption", "concept-caption", "concept-pooled",
-                   "concept-both")
+                   "concept-both", "concept-centroid")
 
 
 class TextVariant:
@@ -439,8 +439,10 @@ class TextVariant:
       picks the concept's training caption nearest the prompt, which replaces the prompt;
     * ``concept-pooled``: the same caption's pooled embedding, with the prompt's own tokens.
     * ``concept-both``: that pooled embedding; cross-attention to the caption's tokens followed by the prompt's
-      (what :class:`EmbeddedPrior` does with a flow file that carries its anchor; the concept-* probes are for
-      files without one, or with ``--no-anchor``).
+      (what :class:`EmbeddedPrior` did in session 11);
+    * ``concept-centroid``: the predicted concept's centroid (unit mean of its captions' pooled embeddings) as
+      the pooled input, cross-attention as ``concept-both`` (what :class:`EmbeddedPrior` does with a flow file
+      that carries its anchor). The concept-* probes are for files without one, or with ``--no-anchor``.
     """
 
     def __init__(self, mode: str, prior, train_captions: Sequence[str], concept_of: dict[str, str] | None = None):
@@ -453,10 +455,10 @@ class TextVariant:
         if mode == "known-tokens":
             ids = encoder.tokenizer(self.captions, add_special_tokens=True)["input_ids"]
             self.vocabulary = torch.tensor(sorted({i for row in ids for i in row}))
-        elif mode in ("nearest-caption", "concept-caption", "concept-pooled", "concept-both"):
+        elif mode in ("nearest-caption", "concept-caption", "concept-pooled", "concept-both", "concept-centroid"):
             self.bank = torch.cat([encoder.encode(self.captions[i:i + 256])[2]
                                    for i in range(0, len(self.captions), 256)]).float().cpu()
-        if mode in ("concept-caption", "concept-pooled", "concept-both"):
+        if mode in ("concept-caption", "concept-pooled", "concept-both", "concept-centroid"):
             if concept_of is None:
                 raise SDSAudioError(f"--text-condition {mode} needs each training caption's concept")
             from sds_audio.flow.anchor import fit_anchor
@@ -467,22 +469,25 @@ class TextVariant:
         """``(cond, uncond)`` :class:`~sds_audio.flow.FlowCondition` for ``prompt``."""
         from sds_audio.flow import FlowCondition
 
-        pooled_from = None
-        if self.mode in ("nearest-caption", "concept-caption", "concept-pooled", "concept-both"):
+        pooled_from = centroid = None
+        if self.mode in ("nearest-caption", "concept-caption", "concept-pooled", "concept-both", "concept-centroid"):
             pooled = self.prior.text_encoder.encode([prompt])[2].float().cpu()
             if self.mode == "nearest-caption":
                 nearest = self.captions[int((self.bank @ pooled[0]).argmax())]
             else:                                            # the library's PromptAnchor, fitted here
                 nearest = self.captions[int(self.anchor.nearest(pooled)[0])]
-            if self.mode in ("concept-pooled", "concept-both"):
+            if self.mode == "concept-centroid":
+                centroid = self.anchor.concept_embedding(pooled)
+            if self.mode in ("concept-pooled", "concept-both", "concept-centroid"):
                 pooled_from = nearest
             else:
                 prompt = nearest
         c, u = self.prior.flow_conditions(self.prior.condition(prompt, seconds=seconds), n_frames)
         if pooled_from is not None:
             ref, _ = self.prior.flow_conditions(self.prior.condition(pooled_from, seconds=seconds), n_frames)
-            if self.mode == "concept-both":
-                c = FlowCondition(torch.cat([ref.tokens, c.tokens], 1), torch.cat([ref.mask, c.mask], 1), ref.pooled,
+            if self.mode in ("concept-both", "concept-centroid"):
+                pooled = ref.pooled if centroid is None else centroid.to(ref.pooled)
+                c = FlowCondition(torch.cat([ref.tokens, c.tokens], 1), torch.cat([ref.mask, c.mask], 1), pooled,
                                   c.seconds, c.drop)
             else:
                 c = FlowCondition(c.tokens, c.mask, ref.pooled, c.seconds, c.drop)

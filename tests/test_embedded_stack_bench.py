@@ -207,6 +207,17 @@ def test_text_variants_condition_as_documented(text_encoder):
     c, _ = bench_mod.TextVariant("concept-pooled", prior, captions, concepts).condition("hissing white noise", 0.4, 17)
     torch.testing.assert_close(c.pooled, ref.pooled)
     torch.testing.assert_close(c.tokens, own.tokens)
+    # concept-centroid: the pooled input is the unit mean of the predicted concept's captions' embeddings
+    three = captions + ["loud white noise number 3"]
+    centroid = bench_mod.TextVariant("concept-centroid", prior, three, concepts | {three[2]: "noise"})
+    c, _ = centroid.condition("hissing white noise", 0.4, 17)
+    noise_pooled = text_encoder.encode([three[1], three[2]])[2]
+    torch.testing.assert_close(c.pooled[0], torch.nn.functional.normalize(noise_pooled.mean(0), dim=0),
+                               atol=1e-5, rtol=1e-4)
+    picked = centroid.captions[int(centroid.anchor.nearest(text_encoder.encode(["hissing white noise"])[2])[0])]
+    ref = prior.flow_conditions(prior.condition(picked), 17)[0]
+    torch.testing.assert_close(c.tokens[:, :ref.tokens.shape[1]], ref.tokens)
+    torch.testing.assert_close(c.tokens[:, ref.tokens.shape[1]:], own.tokens)
     with pytest.raises(SDSAudioError):
         bench_mod.TextVariant("concept-both", prior, captions)
     with pytest.raises(SDSAudioError):

@@ -11,10 +11,13 @@ learns which directions name sounds and which describe them.
 The anchor does that and no more: it predicts the concept of the prompt and
 picks that concept's training caption nearest the prompt (so the attributes it
 shares with the prompt come along). The embedded prior then conditions the
-flow model on that caption's pooled embedding and cross-attends to the
-caption's tokens followed by the prompt's own, so every word the user wrote
-is still read. A prompt the corpus used verbatim picks itself when the
-classifier reads its concept right (it does for all but a few training captions).
+flow model's pooled (global) input on the predicted concept's *centroid* (the
+unit mean of its training captions' pooled embeddings: the name they share
+survives the mean, the attributes that vary average out) and cross-attends to
+the nearest caption's tokens followed by the prompt's own, so every word the
+user wrote is still read, through the tokens. A prompt the corpus used
+verbatim picks itself as the nearest caption when the classifier reads its
+concept right (it does for all but a few training captions).
 
 Measured on the shipped model (``benchmarks/embedded_stack.py --sections flow``,
 judge top-1 of generations from canonical prompts / held-out paraphrases):
@@ -85,6 +88,22 @@ class PromptAnchor(torch.nn.Module):
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         """``(B, text_dim)`` -> the pooled embedding of each row's anchor caption (same dtype and device)."""
         return self.bank[self.nearest(pooled)].to(pooled)
+
+    def centroids(self) -> torch.Tensor:
+        """``(K, text_dim)``: each concept's unit mean of its training captions' pooled embeddings.
+
+        What the concept's captions share (its name) survives the mean; the
+        attribute words, which vary across them, average out. Computed from the
+        bank (nothing extra is stored); a concept without captions gets zeros.
+        """
+        k = self.weight.shape[1]
+        sums = torch.zeros(k, self.bank.shape[1], dtype=torch.float32, device=self.bank.device)
+        sums.index_add_(0, self.label, self.bank.float())
+        return torch.nn.functional.normalize(sums, dim=-1)
+
+    def concept_embedding(self, pooled: torch.Tensor) -> torch.Tensor:
+        """``(B, text_dim)`` -> the :meth:`centroids` row of each row's predicted concept (same dtype and device)."""
+        return self.centroids()[self.concept(pooled)].to(pooled)
 
 
 def fit_anchor(pooled: torch.Tensor, concepts: Sequence[str], captions: Sequence[str], steps: int = 500,

@@ -73,9 +73,10 @@ class EmbeddedPrior(Prior):
             Applies to a float32 prior only (a ``dtype=float16`` / ``bfloat16`` prior runs
             its codec in that dtype).
         anchor: when the flow model carries a :class:`~sds_audio.flow.anchor.PromptAnchor`
-            (the default): condition on the pooled embedding of the training caption
-            it picks for the prompt, and cross-attend to that caption's tokens
-            followed by the prompt's own. False conditions on the prompt alone.
+            (the default): condition the pooled input on the centroid of the concept
+            it reads off the prompt, and cross-attend to the tokens of that concept's
+            training caption nearest the prompt followed by the prompt's own. False
+            conditions on the prompt alone.
     """
 
     name = "embedded"
@@ -152,8 +153,10 @@ class EmbeddedPrior(Prior):
     def _text_condition(self, prompt: str) -> FlowCondition:
         tokens, mask, pooled = self.text_encoder.encode([prompt])
         if self.anchor is not None:
-            caption = self.anchor.captions[int(self.anchor.nearest(pooled.to(self._device))[0])]
-            a_tokens, a_mask, pooled = self.text_encoder.encode([caption])
+            own = pooled.to(self._device)
+            caption = self.anchor.captions[int(self.anchor.nearest(own)[0])]
+            a_tokens, a_mask, _ = self.text_encoder.encode([caption])
+            pooled = self.anchor.concept_embedding(own)
             tokens = torch.cat([a_tokens.to(tokens), tokens], 1)
             mask = torch.cat([a_mask.to(mask), mask], 1)
         return FlowCondition.from_text(tokens, mask, pooled, 0.0).to(self._device, self._dtype)

@@ -41,6 +41,18 @@ def test_anchor_reads_the_concept_that_attributes_hide():
     assert out.dtype == query.dtype and float(out.norm()) == pytest.approx(1.0, abs=1e-5)
     # half precision in, half precision out
     assert anchor(query.half()).dtype == torch.float16
+    # the concept centroids: unit means of each concept's captions, nearer its centre than any "loud" caption
+    cent = anchor.centroids()
+    assert cent.shape == (3, 384)
+    torch.testing.assert_close(cent.norm(dim=-1), torch.ones(3))
+    for k in range(3):
+        rows = pooled[k * 20:(k + 1) * 20]
+        torch.testing.assert_close(cent[k], torch.nn.functional.normalize(rows.mean(0), dim=0))
+        assert float(cent[k] @ centres[k]) > float((rows[1::2] @ centres[k]).max())
+    # ... and the loud captions' attribute is halved in it (half the captions carry it)
+    assert float(cent[1] @ attribute) < 0.75 * float((pooled[21:40:2] @ attribute).mean())
+    torch.testing.assert_close(anchor.concept_embedding(query), cent[1:2])
+    assert anchor.concept_embedding(query.half()).dtype == torch.float16
     with pytest.raises(SDSAudioError, match="one concept and one caption per"):
         fit_anchor(pooled, names[:-1], anchor.captions[:-1])
     with pytest.raises(SDSAudioError, match="two concepts"):
@@ -73,7 +85,7 @@ def test_anchor_travels_with_the_flow_weights(tmp_path):
     assert load_flow(tmp_path / "plain.safetensors").anchor is None
 
 
-def test_the_embedded_prior_conditions_on_the_anchor_caption_and_the_prompt():
+def test_the_embedded_prior_conditions_on_the_concept_centroid_the_anchor_caption_and_the_prompt():
     from sds_audio.priors.embedded import EmbeddedPrior
     from sds_audio.text import TextEncoder
 
@@ -90,8 +102,11 @@ def test_the_embedded_prior_conditions_on_the_anchor_caption_and_the_prompt():
     tokens, mask, own_pooled = encoder.encode([prompt])
     torch.testing.assert_close(p.tokens, tokens)
     torch.testing.assert_close(p.pooled, own_pooled)
-    picked = [c for c in captions[:2] if torch.allclose(a.pooled[0], encoder.encode([c])[2][0])]
-    assert len(picked) == 1                                            # a kick drum caption's embedding
+    # the pooled input is the kick drum concept's centroid: the unit mean of its two captions' embeddings
+    torch.testing.assert_close(a.pooled[0], torch.nn.functional.normalize(pooled[:2].mean(0), dim=0))
+    # the tokens: the kick drum caption nearest the prompt, then the prompt's own
+    picked = [captions[int(flow.anchor.nearest(own_pooled)[0])]]
+    assert picked[0] in captions[:2]
     c_tokens, c_mask, _ = encoder.encode(picked)
     n = c_tokens.shape[1]
     torch.testing.assert_close(a.tokens[:, :n], c_tokens)              # the caption's tokens, then the prompt's
