@@ -247,8 +247,8 @@ def load_codec_weights(path: str | Path) -> tuple[torch.nn.Module, str]:
     return codec.eval().requires_grad_(False), source
 
 
-def build_prior(codec: torch.nn.Module, flow_path: str | Path, text_encoder: Any = None, anchor: bool = True):
-    """:class:`EmbeddedPrior` over ``codec`` and the flow model at ``flow_path`` (``anchor``: use its prompt anchor).
+def build_prior(codec: torch.nn.Module, flow_path: str | Path, text_encoder: Any = None, anchor: str = "centroid"):
+    """:class:`EmbeddedPrior` over ``codec`` and the flow model at ``flow_path`` (``anchor``: see EmbeddedPrior).
 
     Raises:
         SDSAudioError: the flow model was trained on another codec (its metadata's fingerprint differs).
@@ -442,7 +442,7 @@ class TextVariant:
       (what :class:`EmbeddedPrior` did in session 11);
     * ``concept-centroid``: the predicted concept's centroid (unit mean of its captions' pooled embeddings) as
       the pooled input, cross-attention as ``concept-both`` (what :class:`EmbeddedPrior` does with a flow file
-      that carries its anchor). The concept-* probes are for files without one, or with ``--no-anchor``.
+      that carries its anchor). The concept-* probes are for files without one, or with ``--anchor off``.
     """
 
     def __init__(self, mode: str, prior, train_captions: Sequence[str], concept_of: dict[str, str] | None = None):
@@ -833,8 +833,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=20, help="timed runs of the speed section (>= 10)")
     p.add_argument("--save-audio", default=None, help="write each concept's first generation to this directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--no-anchor", action="store_true",
-                   help="condition on the prompt alone, not on the flow model's prompt anchor (see flow/anchor.py)")
+    p.add_argument("--anchor", default="centroid", choices=("centroid", "caption", "off"),
+                   help="EmbeddedPrior's anchor mode: the flow model's prompt anchor (see flow/anchor.py) sets the "
+                        "pooled input to the concept's centroid (default) or its nearest training caption; off: the "
+                        "prompt alone")
     p.add_argument("--paraphrase-set", default="corpus", choices=("corpus", "second"),
                    help="corpus: the held-out paraphrases in concepts.json; second: four more per concept in the same "
                         "held-out wording (a confirmation set no design choice was made on)")
@@ -857,7 +859,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     text_encoder = TextEncoder()
     need = {w for s in sections for w in NEEDS[s]}
     codec, codec_source = load_codec_weights(paths["codec"]) if "codec" in need else (None, None)
-    prior = build_prior(codec, paths["flow"], text_encoder, anchor=not args.no_anchor) if "flow" in need else None
+    prior = build_prior(codec, paths["flow"], text_encoder, anchor=args.anchor) if "flow" in need else None
     bench = None
     if "judge" in need:
         from sds_audio.judge import load_judge

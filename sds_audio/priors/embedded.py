@@ -49,6 +49,10 @@ def default_assets_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "assets"
 
 
+#: ``EmbeddedPrior(anchor=...)`` choices: what the pooled text input is when the flow file carries an anchor.
+ANCHOR_MODES = ("centroid", "caption", "off")
+
+
 class EmbeddedPrior(Prior):
     """Prior over a :class:`~sds_audio.codec.Codec`, a :class:`~sds_audio.flow.FlowModel` and MiniLM.
 
@@ -72,11 +76,14 @@ class EmbeddedPrior(Prior):
             ``benchmarks/codec_speed.py --precision float32 bfloat16 --corpus DIR``.
             Applies to a float32 prior only (a ``dtype=float16`` / ``bfloat16`` prior runs
             its codec in that dtype).
-        anchor: when the flow model carries a :class:`~sds_audio.flow.anchor.PromptAnchor`
-            (the default): condition the pooled input on the centroid of the concept
-            it reads off the prompt, and cross-attend to the tokens of that concept's
-            training caption nearest the prompt followed by the prompt's own. False
-            conditions on the prompt alone.
+        anchor: what to do with the flow model's :class:`~sds_audio.flow.anchor.PromptAnchor`
+            (ignored when the file carries none). ``"centroid"`` (default): the pooled
+            input is the centroid of the concept the anchor reads off the prompt, and
+            cross-attention sees the tokens of that concept's training caption nearest
+            the prompt followed by the prompt's own. ``"caption"``: the same, with that
+            caption's pooled embedding as the pooled input (follows loudness and reverb
+            words more strongly, names the sound less reliably; see ``assets/flow.md``).
+            ``"off"``: the prompt alone.
     """
 
     name = "embedded"
@@ -84,7 +91,7 @@ class EmbeddedPrior(Prior):
     def __init__(self, codec: torch.nn.Module, flow: FlowModel, text_encoder: Any = None,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                  sampler: str = "euler", sway_coef: float | None = None, codec_precision: str = "auto",
-                 anchor: bool = True):
+                 anchor: str = "centroid"):
         if flow.config.latent_channels != codec.latent_channels:
             raise SDSAudioError(f"the flow model expects {flow.config.latent_channels} latent channels but the "
                                 f"codec has {codec.latent_channels}: train the flow model on this codec")
@@ -92,6 +99,8 @@ class EmbeddedPrior(Prior):
                 abs(flow.config.latent_rate - codec.sample_rate / codec.hop_length) > 1e-6:
             raise SDSAudioError("the flow model was trained on a codec with another sample rate or hop: "
                                 "train the flow model on this codec")
+        if anchor not in ANCHOR_MODES:
+            raise SDSAudioError(f"anchor must be one of {', '.join(ANCHOR_MODES)}, got {anchor!r}")
         self._device = torch.device(device) if device is not None else torch.device("cpu")
         self._dtype = dtype if dtype is not None else torch.float32
         self.codec = codec.to(self._device, self._dtype).eval().requires_grad_(False)
@@ -110,7 +119,8 @@ class EmbeddedPrior(Prior):
         self.sampler = sampler
         self.sway_coef = sway_coef
         self.codec_autocast = _codec_autocast_dtype(codec_precision, self._device, self._dtype)
-        self.anchor = flow.anchor if anchor else None
+        self.anchor = flow.anchor if anchor != "off" else None
+        self.anchor_mode = anchor if self.anchor is not None else "off"
         self._cache: dict[tuple[str, str | None], tuple[FlowCondition, FlowCondition | None]] = {}
         self._warned_long = False
 
@@ -155,8 +165,8 @@ class EmbeddedPrior(Prior):
         if self.anchor is not None:
             own = pooled.to(self._device)
             caption = self.anchor.captions[int(self.anchor.nearest(own)[0])]
-            a_tokens, a_mask, _ = self.text_encoder.encode([caption])
-            pooled = self.anchor.concept_embedding(own)
+            a_tokens, a_mask, a_pooled = self.text_encoder.encode([caption])
+            pooled = self.anchor.concept_embedding(own) if self.anchor_mode == "centroid" else a_pooled
             tokens = torch.cat([a_tokens.to(tokens), tokens], 1)
             mask = torch.cat([a_mask.to(mask), mask], 1)
         return FlowCondition.from_text(tokens, mask, pooled, 0.0).to(self._device, self._dtype)
@@ -310,7 +320,7 @@ def load_embedded_prior(device: torch.device | str | None = None, dtype: torch.d
         device, dtype: default CPU, float32 (the shipped float16 weights are upcast).
         assets_dir: a directory holding both files.
         text_encoder: a :class:`~sds_audio.text.TextEncoder` to share.
-        **kwargs: ``sampler`` / ``sway_coef`` for :class:`EmbeddedPrior`.
+        **kwargs: ``sampler`` / ``sway_coef`` / ``anchor`` / ``codec_precision`` for :class:`EmbeddedPrior`.
 
     Raises:
         SDSAudioError: a file is missing, broken, or the flow model was trained on

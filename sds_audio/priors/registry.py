@@ -81,7 +81,7 @@ def _is_hub_id(text: str) -> bool:
     return len(parts) == 2 and all(p and not p.startswith(".") for p in parts) and "\\" not in text
 
 
-EMBEDDED_OPTIONS = frozenset({"codec_precision"})
+EMBEDDED_OPTIONS = frozenset({"codec_precision", "anchor"})
 
 
 def _options_for(embedded: bool, kwargs: dict[str, Any]) -> dict[str, Any]:

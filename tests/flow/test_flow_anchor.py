@@ -95,7 +95,7 @@ def test_the_embedded_prior_conditions_on_the_concept_centroid_the_anchor_captio
     codec, flow = build_parts(0)
     flow.anchor = fit_anchor(pooled, ["kick drum", "kick drum", "bell", "bell"], captions)
     anchored = EmbeddedPrior(codec, flow, text_encoder=encoder, codec_precision="float32")
-    plain = EmbeddedPrior(codec, flow, text_encoder=encoder, codec_precision="float32", anchor=False)
+    plain = EmbeddedPrior(codec, flow, text_encoder=encoder, codec_precision="float32", anchor="off")
     prompt = "someone hitting a bass drum loudly"
     a = anchored.condition(prompt).tensors["cond"]
     p = plain.condition(prompt).tensors["cond"]
@@ -112,6 +112,17 @@ def test_the_embedded_prior_conditions_on_the_concept_centroid_the_anchor_captio
     torch.testing.assert_close(a.tokens[:, :n], c_tokens)              # the caption's tokens, then the prompt's
     torch.testing.assert_close(a.tokens[:, n:], tokens)
     assert torch.equal(a.mask, torch.cat([c_mask, mask], 1))
+    # anchor="caption": the same tokens, the nearest caption's own pooled embedding
+    by_caption = EmbeddedPrior(codec, flow, text_encoder=encoder, codec_precision="float32", anchor="caption")
+    b = by_caption.condition(prompt).tensors["cond"]
+    torch.testing.assert_close(b.pooled, encoder.encode(picked)[2])
+    assert torch.equal(b.tokens, a.tokens) and torch.equal(b.mask, a.mask)
+    with pytest.raises(SDSAudioError, match="anchor must be one of centroid, caption, off"):
+        EmbeddedPrior(codec, flow, text_encoder=encoder, codec_precision="float32", anchor=True)
+    # a flow file without an anchor: every mode conditions on the prompt alone
+    flow.anchor = None
+    assert EmbeddedPrior(codec, flow, text_encoder=encoder, codec_precision="float32").anchor_mode == "off"
+    flow.anchor = anchored.anchor
     # both branches still agree where they should: the unconditional branch is the null text either way
     xt = torch.randn(1, 8, 20, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([0.5])

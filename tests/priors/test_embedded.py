@@ -233,15 +233,16 @@ def test_codec_precision(text_encoder):
     assert z.grad is not None and torch.isfinite(z.grad).all() and float(z.grad.abs().sum()) > 0
 
 
-def test_registry_passes_codec_precision_only_to_the_embedded_prior(monkeypatch):
+def test_registry_passes_codec_precision_and_anchor_only_to_the_embedded_prior(monkeypatch):
     from sds_audio.priors import registry
 
     seen = {}
     monkeypatch.setattr("sds_audio.priors.embedded.load_embedded_prior",
                         lambda **kw: seen.setdefault("embedded", kw) and "embedded-prior")
-    assert registry.load_prior("embedded", codec_precision="float32") == "embedded-prior"
-    assert seen["embedded"]["codec_precision"] == "float32"
+    assert registry.load_prior("embedded", codec_precision="float32", anchor="caption") == "embedded-prior"
+    assert seen["embedded"]["codec_precision"] == "float32" and seen["embedded"]["anchor"] == "caption"
     monkeypatch.setitem(registry.PRIORS, "stable-audio-open",
                         ("x", lambda source, device, dtype, **kw: seen.setdefault("sao", kw) and "sao-prior"))
-    assert registry.load_prior("stable-audio-open", codec_precision="float32", token="t") == "sao-prior"
+    assert registry.load_prior("stable-audio-open", codec_precision="float32", anchor="off",
+                               token="t") == "sao-prior"
     assert seen["sao"] == {"token": "t"}
