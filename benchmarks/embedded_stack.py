@@ -135,12 +135,25 @@ def read_corpus(root: str | Path) -> CorpusInfo:
                       records=records)
 
 
-def second_paraphrases(concepts: Sequence[str]) -> list[list[str]]:
-    """Paraphrases 5-8 of each concept (``captions.paraphrases(c, 8)[4:]``; the corpus keeps the first four)."""
+#: ``--paraphrase-set``: which of each concept's held-out paraphrases (``captions.paraphrases(c, 16)``) to use.
+#: ``corpus`` is the four in concepts.json; ``second`` a confirmation set; ``validation`` the set design
+#: choices are made on (8 per concept), so that neither benchmark set is fitted.
+PARAPHRASE_SETS = {"corpus": slice(0, 4), "second": slice(4, 8), "validation": slice(8, 16)}
+
+
+def paraphrase_set(concepts: Sequence[str], name: str) -> list[list[str]]:
+    """Each concept's paraphrases of set ``name`` (see :data:`PARAPHRASE_SETS`)."""
     from sds_audio.corpus.captions import paraphrases
     from sds_audio.corpus.concepts import concept_by_name
 
-    return [paraphrases(concept_by_name(c), 8)[4:] for c in concepts]
+    if name not in PARAPHRASE_SETS:
+        raise SDSAudioError(f"--paraphrase-set must be one of {', '.join(PARAPHRASE_SETS)}, got {name!r}")
+    return [paraphrases(concept_by_name(c), 16)[PARAPHRASE_SETS[name]] for c in concepts]
+
+
+def second_paraphrases(concepts: Sequence[str]) -> list[list[str]]:
+    """Paraphrases 5-8 of each concept (the corpus keeps the first four)."""
+    return paraphrase_set(concepts, "second")
 
 
 def select_concepts(n_concepts: int, limit: int | None) -> list[int]:
@@ -837,9 +850,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="EmbeddedPrior's anchor mode: the flow model's prompt anchor (see flow/anchor.py) sets the "
                         "pooled input to the concept's centroid (default) or its nearest training caption; off: the "
                         "prompt alone")
-    p.add_argument("--paraphrase-set", default="corpus", choices=("corpus", "second"),
+    p.add_argument("--paraphrase-set", default="corpus", choices=tuple(PARAPHRASE_SETS),
                    help="corpus: the held-out paraphrases in concepts.json; second: four more per concept in the same "
-                        "held-out wording (a confirmation set no design choice was made on)")
+                        "held-out wording (a confirmation set no design choice was made on); validation: eight more "
+                        "per concept, for making design choices on")
     return p
 
 
@@ -865,8 +879,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from sds_audio.judge import load_judge
 
         corpus = read_corpus(args.corpus)
-        if args.paraphrase_set == "second":
-            corpus.paraphrases = second_paraphrases(corpus.concepts)
+        if args.paraphrase_set != "corpus":
+            corpus.paraphrases = paraphrase_set(corpus.concepts, args.paraphrase_set)
         judge = load_judge(paths["judge"], text_encoder=text_encoder)
         bench = Bench(corpus, judge, select_concepts(len(corpus.concepts), args.limit_concepts), args.seed, progress)
 

@@ -267,6 +267,12 @@ def test_second_paraphrase_set_is_new_held_out_wording():
 
     names = [c.name for c in CONCEPTS]
     second = bench_mod.second_paraphrases(names)
-    for c, extra in zip(CONCEPTS, second):
+    validation = bench_mod.paraphrase_set(names, "validation")
+    assert bench_mod.paraphrase_set(names, "corpus") == [paraphrases(c) for c in CONCEPTS]
+    for c, extra, val in zip(CONCEPTS, second, validation):
         assert len(extra) == 4 and all(has_paraphrase_marker(p) for p in extra)
         assert not set(extra) & set(paraphrases(c)), c.name  # none of the corpus's four
+        assert len(val) == 8 and all(has_paraphrase_marker(p) for p in val)
+        assert not set(val) & (set(extra) | set(paraphrases(c))), c.name
+    with pytest.raises(SDSAudioError, match="paraphrase-set must be one of"):
+        bench_mod.paraphrase_set(names, "test")
