@@ -75,6 +75,7 @@ import numpy as np
 import torch
 
 from sds_audio.errors import SDSAudioError
+from sds_audio.priors.embedded import ANCHOR_MODES
 
 DEFAULT_CORPUS = Path("/work/data/corpus")
 SECTIONS = ("judge", "codec", "flow", "speed")
@@ -149,11 +150,6 @@ def paraphrase_set(concepts: Sequence[str], name: str) -> list[list[str]]:
     if name not in PARAPHRASE_SETS:
         raise SDSAudioError(f"--paraphrase-set must be one of {', '.join(PARAPHRASE_SETS)}, got {name!r}")
     return [paraphrases(concept_by_name(c), 16)[PARAPHRASE_SETS[name]] for c in concepts]
-
-
-def second_paraphrases(concepts: Sequence[str]) -> list[list[str]]:
-    """Paraphrases 5-8 of each concept (the corpus keeps the first four)."""
-    return paraphrase_set(concepts, "second")
 
 
 def select_concepts(n_concepts: int, limit: int | None) -> list[int]:
@@ -435,8 +431,9 @@ def generation_defaults() -> dict[str, Any]:
     return {k: params[k].default for k in ("steps", "cfg", "sway_coef", "method")}
 
 
-TEXT_CONDITIONS = ("prompt", "pooled", "known-tokens", "nearest-caption", "concept-caption", "concept-pooled",
-                   "concept-both", "concept-centroid")
+#: probes that pick the caption a concept classifier (the library's PromptAnchor) reads off the prompt
+ANCHORED_CONDITIONS = ("concept-caption", "concept-pooled", "concept-both", "concept-centroid")
+TEXT_CONDITIONS = ("prompt", "pooled", "known-tokens", "nearest-caption") + ANCHORED_CONDITIONS
 
 
 class TextVariant:
@@ -468,10 +465,10 @@ class TextVariant:
         if mode == "known-tokens":
             ids = encoder.tokenizer(self.captions, add_special_tokens=True)["input_ids"]
             self.vocabulary = torch.tensor(sorted({i for row in ids for i in row}))
-        elif mode in ("nearest-caption", "concept-caption", "concept-pooled", "concept-both", "concept-centroid"):
+        elif mode == "nearest-caption" or mode in ANCHORED_CONDITIONS:
             self.bank = torch.cat([encoder.encode(self.captions[i:i + 256])[2]
                                    for i in range(0, len(self.captions), 256)]).float().cpu()
-        if mode in ("concept-caption", "concept-pooled", "concept-both", "concept-centroid"):
+        if mode in ANCHORED_CONDITIONS:
             if concept_of is None:
                 raise SDSAudioError(f"--text-condition {mode} needs each training caption's concept")
             from sds_audio.flow.anchor import fit_anchor
@@ -483,7 +480,7 @@ class TextVariant:
         from sds_audio.flow import FlowCondition
 
         pooled_from = centroid = None
-        if self.mode in ("nearest-caption", "concept-caption", "concept-pooled", "concept-both", "concept-centroid"):
+        if self.mode == "nearest-caption" or self.mode in ANCHORED_CONDITIONS:
             pooled = self.prior.text_encoder.encode([prompt])[2].float().cpu()
             if self.mode == "nearest-caption":
                 nearest = self.captions[int((self.bank @ pooled[0]).argmax())]
@@ -846,7 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=20, help="timed runs of the speed section (>= 10)")
     p.add_argument("--save-audio", default=None, help="write each concept's first generation to this directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--anchor", default="centroid", choices=("centroid", "caption", "off"),
+    p.add_argument("--anchor", default="centroid", choices=ANCHOR_MODES,
                    help="EmbeddedPrior's anchor mode: the flow model's prompt anchor (see flow/anchor.py) sets the "
                         "pooled input to the concept's centroid (default) or its nearest training caption; off: the "
                         "prompt alone")

@@ -87,7 +87,7 @@ def main() -> int:
     p.add_argument("--corpus", default=str(es.DEFAULT_CORPUS))
     p.add_argument("--codec", default=None)
     p.add_argument("--flow", default=None)
-    p.add_argument("--anchor", nargs="+", default=["caption", "centroid"], choices=("centroid", "caption", "off"))
+    p.add_argument("--anchor", nargs="+", default=["caption", "centroid"], choices=es.ANCHOR_MODES)
     p.add_argument("--gens", type=int, default=4, help="generations per side of each pair and concept")
     p.add_argument("--seconds", type=float, default=1.5)
     p.add_argument("--limit-concepts", type=int, default=None, help="the first K pitched concepts (quick runs)")

@@ -266,7 +266,7 @@ def test_second_paraphrase_set_is_new_held_out_wording():
     from sds_audio.corpus.concepts import CONCEPTS
 
     names = [c.name for c in CONCEPTS]
-    second = bench_mod.second_paraphrases(names)
+    second = bench_mod.paraphrase_set(names, "second")
     validation = bench_mod.paraphrase_set(names, "validation")
     assert bench_mod.paraphrase_set(names, "corpus") == [paraphrases(c) for c in CONCEPTS]
     for c, extra, val in zip(CONCEPTS, second, validation):
