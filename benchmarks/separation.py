@@ -10,9 +10,13 @@ Protocol (all seeded by ``--seed``):
    Both sources are scaled to the same RMS (-20 dBFS); the mixture is their sum
    (scaled down together if its peak would exceed 0.99). Each source's prompt is
    its concept's canonical prompt from ``concepts.json``.
-2. Methods: ``Audio-SDS`` (:func:`sds_audio.tasks.separate.separate` with
-   ``gamma = --gamma``) and ``reconstruction only`` (``gamma = 0``), same steps,
-   seed and windows; the mixture itself is the reference estimate.
+2. Methods (``--methods``, default all): ``sds``: Audio-SDS
+   (:func:`sds_audio.tasks.separate.separate` with ``gamma = --gamma``); ``rec``:
+   reconstruction only (``gamma = 0``); ``mask``: reconstruction only from the
+   prior-mask start (``init="prior_mask"``: the mixture split by masks of the prior's
+   renditions of it under each prompt, :func:`sds_audio.tasks.separate.prior_mask_split`);
+   ``mask+sds``: Audio-SDS from that start. Same steps, seed and windows; the mixture
+   itself is the reference estimate.
 3. Metrics per source: SI-SDR improvement over the mixture-as-estimate
    (:func:`sds_audio.metrics.si_sdr_improvement`) and plain SDR
    (:func:`sds_audio.metrics.sdr`), over all ``2 * n`` sources; with ``--judge
@@ -28,6 +32,7 @@ Usage::
     python benchmarks/separation.py [--corpus /work/data/corpus] [--prior embedded] [--assets DIR]
         [--n-mixtures 20] [--steps 200] [--seed 0] [--window-s S] [--gamma 0.3] [--judge JUDGE.safetensors]
         [--device cpu] [--threads 1] [--json RESULTS.json] [--split heldout|train] [--t-max T]
+        [--methods sds,rec,mask,mask+sds]
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ SAMPLE_RATE = 22050
 SOURCE_RMS = 0.1          # -20 dBFS
 GAP_S = (0.05, 0.3)
 FADE_S = 0.01
+
+
+METHODS = ("sds", "rec", "mask", "mask+sds")
 
 
 def _load_clip(root: Path, record: dict[str, Any], cache: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -202,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="heldout", choices=["heldout", "train"],
                         help="clips to build mixtures from (train: for choosing settings)")
     parser.add_argument("--t-max", type=float, default=None, help="the SDS objectives' highest noise level")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated subset of {', '.join(METHODS)} (default: all)")
     parser.add_argument("--min-s", type=float, default=3.0)
     parser.add_argument("--max-s", type=float, default=10.0)
     parser.add_argument("--judge", default=None, help="judge.safetensors: also report judge scores")
@@ -228,8 +238,17 @@ def main(argv: list[str] | None = None) -> int:
         base = SeparationConfig(steps=args.steps, seed=args.seed, window_s=args.window_s, checkpoint_every=0)
         if args.t_max is not None:
             base = dataclasses.replace(base, sds=dataclasses.replace(base.sds, t_max=args.t_max))
-        configs = {f"Audio-SDS (gamma={args.gamma:g})": dataclasses.replace(base, gamma=args.gamma),
-                   "reconstruction only (gamma=0)": dataclasses.replace(base, gamma=0.0)}
+        methods = [m for m in args.methods.split(",") if m]
+        unknown = sorted(set(methods) - set(METHODS))
+        if unknown or not methods:
+            raise SDSAudioError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from "
+                                f"{', '.join(METHODS)}")
+        variants = {"sds": (f"Audio-SDS (gamma={args.gamma:g})", dict(gamma=args.gamma)),
+                    "rec": ("reconstruction only (gamma=0)", dict(gamma=0.0)),
+                    "mask": ("prior-mask start, reconstruction only", dict(gamma=0.0, init="prior_mask")),
+                    "mask+sds": (f"prior-mask start + Audio-SDS (gamma={args.gamma:g})",
+                                 dict(gamma=args.gamma, init="prior_mask"))}
+        configs = {variants[m][0]: dataclasses.replace(base, **variants[m][1]) for m in methods}
         settings = {k: v for k, v in vars(args).items() if k not in ("json", "progress", "threads")}
         done = None
         if args.json is not None and Path(args.json).is_file():

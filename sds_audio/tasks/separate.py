@@ -122,7 +122,7 @@ from ..synths.dsp import fit_length
 from .checkpoint import load_checkpoint, save_checkpoint
 
 CHECKPOINT_NAME = "separation_checkpoint.pt"
-INITS = ("split", "mixture")
+INITS = ("split", "mixture", "prior_mask")
 OUTPUTS = ("wiener", "direct")
 #: shortest mixture accepted, in seconds
 MIN_DURATION_S = 0.05
@@ -143,7 +143,10 @@ class SeparationConfig:
         lr: Adam step size as a fraction of the RMS of the window's starting latents (converted to
             the learning rate on the unconstrained latents, so it means the same for every prior).
         gamma: weight of the SDS terms (0 = reconstruction only).
-        init: ``"mixture"`` (every source starts as ``encode(m)``) or ``"split"`` (``encode(m / K)``).
+        init: ``"mixture"`` (every source starts as ``encode(m)``), ``"split"`` (``encode(m / K)``) or
+            ``"prior_mask"`` (``encode`` of the mixture split by the prior's masks, :func:`prior_mask_split`).
+        mask_noise_levels: noise levels ``t`` of the prior's renditions for ``init="prior_mask"``.
+        mask_draws: noise draws per level for ``init="prior_mask"`` (their masked parts are averaged).
         rec_n_ffts: STFT sizes of the reconstruction loss, in samples at the prior's rate.
         rec_log_weight, rec_linear_weight: weights of the log- and linear-magnitude distances in
             ``L_rec`` (:class:`~sds_audio.spectral.MultiResolutionSTFTDistance`).
@@ -163,6 +166,8 @@ class SeparationConfig:
     lr: float = 0.25
     gamma: float = 0.3
     init: str = "mixture"
+    mask_noise_levels: tuple[float, ...] = (0.3, 0.5, 0.7)
+    mask_draws: int = 2
     rec_n_ffts: tuple[int, ...] = (256, 512, 1024, 2048)
     rec_log_weight: float = 0.0
     rec_linear_weight: float = 1.0
@@ -187,6 +192,10 @@ class SeparationConfig:
             raise bad("gamma", "gamma must be a finite number >= 0")
         if self.init not in INITS:
             raise bad("init", f"init must be one of {', '.join(INITS)}")
+        if not self.mask_noise_levels or not all(0 < float(t) <= 1 for t in self.mask_noise_levels):
+            raise bad("mask_noise_levels", "mask_noise_levels must list noise levels in (0, 1]")
+        if int(self.mask_draws) != self.mask_draws or self.mask_draws < 1:
+            raise bad("mask_draws", "mask_draws must be an integer >= 1")
         if not self.rec_n_ffts or any(int(n) != n or n < 16 for n in self.rec_n_ffts):
             raise bad("rec_n_ffts", "rec_n_ffts must list integer window sizes of at least 16 samples")
         for name in ("rec_log_weight", "rec_linear_weight", "rec_waveform_weight"):
@@ -350,6 +359,39 @@ def wiener_remix(estimates: torch.Tensor, mixture: torch.Tensor, sample_rate: in
     return out.reshape(k, channels, n)
 
 
+def prior_mask_split(chunk: torch.Tensor, prompts: Sequence[str], prior: Prior, noise_levels: Sequence[float],
+                     draws: int, sds: SDSConfig, generator: torch.Generator) -> torch.Tensor:
+    """The mixture split by masks of the prior's renditions of it, one per prompt (no optimisation).
+
+    For each noise level ``t`` and draw: noise ``encode(chunk)`` to ``t`` (one noise draw shared by
+    the prompts), denoise it under each prompt (``sds.denoise_steps`` steps, ``sds.guidance_scale``),
+    decode, and split ``chunk`` by the Wiener masks of those renditions (:func:`wiener_remix`); the
+    parts are averaged over levels and draws, so they still sum to ``chunk``.
+
+    Args:
+        chunk: ``(C', n)`` mixture at the prior's rate and channel count.
+        generator: CPU generator of the noise draws.
+
+    Returns:
+        ``(K, C', n)``.
+    """
+    n = chunk.shape[-1]
+    seconds = n / float(prior.sample_rate)
+    conds = [prior.condition(p, sds.negative_prompt, seconds) for p in prompts]
+    parts = torch.zeros(len(prompts), *chunk.shape, dtype=chunk.dtype, device=chunk.device)
+    with torch.no_grad():
+        z = prior.encode(chunk.unsqueeze(0))
+        for level in noise_levels:
+            t = torch.full((1,), float(level))
+            for _ in range(int(draws)):
+                noisy = prior.add_noise(z, torch.randn(z.shape, generator=generator).to(z.device), t)
+                renditions = torch.cat([fit_length(prior.decode(prior.denoise(noisy, t, cond, sds.guidance_scale,
+                                                                              steps=sds.denoise_steps)).float(), n)
+                                        for cond in conds])
+                parts += wiener_remix(renditions.to(chunk.dtype), chunk, int(prior.sample_rate))
+    return parts / (len(noise_levels) * int(draws))
+
+
 # --------------------------------------------------------------------------- input checks
 def check_prompts(prompts: Sequence[str]) -> list[str]:
     if isinstance(prompts, str):
@@ -434,13 +476,18 @@ class _Window:
         k = len(prompts)
         self.chunk = chunk                                               # (C', n) at the prior's rate
         self.n_samples = chunk.shape[-1]
-        start = chunk / k if config.init == "split" else chunk
+        if config.init == "prior_mask":
+            generator = torch.Generator().manual_seed(config.seed + 1000 * index + 999)
+            start = prior_mask_split(chunk, prompts, prior, config.mask_noise_levels, config.mask_draws,
+                                     config.sds, generator)              # (K, C', n)
+        else:
+            start = (chunk / k if config.init == "split" else chunk).unsqueeze(0)
         with torch.no_grad():
-            z = prior.encode(start.unsqueeze(0)).float()                  # (1, D, L)
+            z = prior.encode(start).float()                               # (1 or K, D, L)
         latent_range = config.latent_range or max(3.0 * float(z.abs().max()), 1e-3)
         self.synth = LatentSynth(prior.decode, z.shape[1:], n_sources=k, latent_range=latent_range,
                                  sample_rate=int(prior.sample_rate), channels=int(prior.channels)).to(prior.device)
-        self.synth.init_latents(z[0])
+        self.synth.init_latents(z[0] if z.shape[0] == 1 else z)
         # Adam moves each raw value by about lr_raw per step, i.e. a latent by lr_raw * latent_range / 2
         # near the middle of its range: scale so that config.lr is a fraction of the start's RMS.
         rms = max(float(z.square().mean().sqrt()), 1e-8)
