@@ -27,7 +27,12 @@ together with Adam on
 Initialisation (``init``): ``"mixture"`` (default) starts every source at
 ``encode(m)``; ``"split"`` at ``encode(m / K)`` (the audio is scaled, not the
 latents, so that a nonlinear codec still decodes the start faithfully), which
-makes the sum start at ``m``.
+makes the sum start at ``m``; ``"prior_mask"`` at ``encode`` of the mixture split
+by the prior itself (:func:`prior_mask_split`: the encoded mixture is noised to a
+few levels ``mask_noise_levels`` and denoised under each prompt; the Wiener masks
+of those renditions split the mixture, averaged over levels and ``mask_draws``
+draws), so the sources start apart, their sum at ``m``, and ``gamma = 0`` becomes a
+prior-guided baseline that does separate.
 
 How the defaults were chosen (oracle prior of ``tests/test_separate.py``: exact
 autoencoder, SDS target = the true source; 3 source pairs x 2 seeds, 4000
