@@ -492,7 +492,7 @@ class _Window:
         latent_range = config.latent_range or max(3.0 * float(z.abs().max()), 1e-3)
         self.synth = LatentSynth(prior.decode, z.shape[1:], n_sources=k, latent_range=latent_range,
                                  sample_rate=int(prior.sample_rate), channels=int(prior.channels)).to(prior.device)
-        self.synth.init_latents(z[0] if z.shape[0] == 1 else z)
+        self.synth.init_latents(z)                                       # (1, D, L) is copied to every source
         # Adam moves each raw value by about lr_raw per step, i.e. a latent by lr_raw * latent_range / 2
         # near the middle of its range: scale so that config.lr is a fraction of the start's RMS.
         rms = max(float(z.square().mean().sqrt()), 1e-8)
