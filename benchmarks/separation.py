@@ -15,8 +15,8 @@ Protocol (all seeded by ``--seed``):
    reconstruction only (``gamma = 0``); ``mask``: reconstruction only from the
    prior-mask start (``init="prior_mask"``: the mixture split by masks of the prior's
    renditions of it under each prompt, :func:`sds_audio.tasks.separate.prior_mask_split`);
-   ``mask+sds``: Audio-SDS from that start. Same steps, seed and windows; the mixture
-   itself is the reference estimate.
+   ``mask+sds``: Audio-SDS from that start; ``mask-only``: the prior-mask split itself (no
+   optimisation step). Same steps, seed and windows; the mixture itself is the reference estimate.
 3. Metrics per source: SI-SDR improvement over the mixture-as-estimate
    (:func:`sds_audio.metrics.si_sdr_improvement`) and plain SDR
    (:func:`sds_audio.metrics.sdr`), over all ``2 * n`` sources; with ``--judge
@@ -32,7 +32,7 @@ Usage::
     python benchmarks/separation.py [--corpus /work/data/corpus] [--prior embedded] [--assets DIR]
         [--n-mixtures 20] [--steps 200] [--seed 0] [--window-s S] [--gamma 0.3] [--judge JUDGE.safetensors]
         [--device cpu] [--threads 1] [--json RESULTS.json] [--split heldout|train] [--t-max T]
-        [--methods sds,rec,mask,mask+sds]
+        [--methods sds,rec,mask,mask+sds,mask-only]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ GAP_S = (0.05, 0.3)
 FADE_S = 0.01
 
 
-METHODS = ("sds", "rec", "mask", "mask+sds")
+METHODS = ("sds", "rec", "mask", "mask+sds", "mask-only")
 
 
 def _load_clip(root: Path, record: dict[str, Any], cache: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                     "rec": ("reconstruction only (gamma=0)", dict(gamma=0.0)),
                     "mask": ("prior-mask start, reconstruction only", dict(gamma=0.0, init="prior_mask")),
                     "mask+sds": (f"prior-mask start + Audio-SDS (gamma={args.gamma:g})",
-                                 dict(gamma=args.gamma, init="prior_mask"))}
+                                 dict(gamma=args.gamma, init="prior_mask")),
+                    "mask-only": ("prior-mask split, no optimisation", dict(gamma=0.0, init="prior_mask", steps=0))}
         configs = {variants[m][0]: dataclasses.replace(base, **variants[m][1]) for m in methods}
         settings = {k: v for k, v in vars(args).items() if k not in ("json", "progress", "threads")}
         done = None

@@ -190,7 +190,7 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     out = args.resume if args.resume is not None else args.output
     try:
         record = separate_file(args.mixture, args.prompt, out, _job_options(args), gamma=args.gamma,
-                               overwrite=args.overwrite, resume=args.resume is not None)
+                               init=args.init, overwrite=args.overwrite, resume=args.resume is not None)
     except KeyboardInterrupt:
         print(f"sds-audio: interrupted; continue with: sds-audio separate --resume {out}", file=sys.stderr)
         return 130
@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output directory (refused if it holds files, unless --overwrite)")
     p.add_argument("--resume", metavar="DIR", default=None, help="continue an interrupted run in DIR")
     p.add_argument("--gamma", type=float, default=0.3, help="weight of the SDS terms (0 = reconstruction only)")
+    p.add_argument("--init", choices=["mixture", "split", "prior_mask"], default="mixture",
+                   help="each source's start: the whole mixture (default), the mixture over the source count, or "
+                        "the mixture split by masks of the prior's renditions of it under each prompt")
     _add_job_options(p, synthesis=False, default_steps=200)
     p.set_defaults(func=_cmd_separate)
 

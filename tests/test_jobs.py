@@ -170,6 +170,48 @@ def test_separate_writes_one_source_per_prompt(tmp_path, prior_dir):
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG" and not list(out.glob("*checkpoint*"))
 
 
+def test_separate_prior_mask_init_is_recorded_and_resumed(tmp_path, prior_dir, monkeypatch, capsys):
+    from sds_audio import sds
+
+    mix = _write_mixture(tmp_path / "mix.wav")
+    args = ["separate", str(mix), "-p", "a bell tone", "-p", "rain noise", "--prior", prior_dir, "--steps", "3",
+            "--init", "prior_mask", "--quiet", "--no-judge"]
+    assert main([*args, "-o", str(tmp_path / "full")]) == 0
+    record = json.loads((tmp_path / "full" / "run.json").read_text())
+    assert record["init"] == "prior_mask" and record["separation_config"]["init"] == "prior_mask"
+
+    calls = {"n": 0}
+    forward = sds.SDSObjective.forward
+
+    def interrupt_third_call(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return forward(self, *a, **k)
+
+    monkeypatch.setattr(sds.SDSObjective, "forward", interrupt_third_call)
+    part = tmp_path / "part"
+    assert main([*args, "-o", str(part)]) == 130
+    assert f"--resume {part}" in capsys.readouterr().err
+    monkeypatch.setattr(sds.SDSObjective, "forward", forward)
+    assert main(["separate", "--resume", str(part), "--quiet"]) == 0
+    again = json.loads((part / "run.json").read_text())
+    assert again["init"] == "prior_mask" and again["separation_config"]["init"] == "prior_mask"
+    full = [sf.read(str(w), dtype="float64")[0] for w in sorted((tmp_path / "full").glob("*.wav"))]
+    resumed = [sf.read(str(w), dtype="float64")[0] for w in sorted(part.glob("*.wav"))]
+    assert len(full) == len(resumed) == 2
+    assert all(np.abs(a - b).max() < 1e-6 for a, b in zip(full, resumed))
+
+
+def test_separate_rejects_an_unknown_init(tmp_path, prior_dir, capsys):
+    mix = _write_mixture(tmp_path / "mix.wav")
+    with pytest.raises(SystemExit) as exc:
+        main(["separate", str(mix), "-p", "bell", "-p", "rain", "-o", str(tmp_path / "sep"), "--prior", prior_dir,
+              "--init", "noise"])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    assert not (tmp_path / "sep").exists()
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing", "mix.wav"),
     ("not-audio", "mix.wav"),

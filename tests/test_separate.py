@@ -319,7 +319,7 @@ def test_a_few_full_scale_samples_are_accepted():
 
 
 @pytest.mark.parametrize("options, field", [
-    (dict(steps=0), "steps"), (dict(lr=0.0), "lr"), (dict(gamma=-1.0), "gamma"), (dict(gamma=float("nan")), "gamma"),
+    (dict(steps=-1), "steps"), (dict(steps=1.5), "steps"), (dict(lr=0.0), "lr"), (dict(gamma=-1.0), "gamma"), (dict(gamma=float("nan")), "gamma"),
     (dict(init="zeros"), "init"), (dict(output="mask"), "output"), (dict(rec_n_ffts=()), "rec_n_ffts"),
     (dict(window_s=0.0), "window_s"), (dict(window_s=1.0, overlap_s=0.6), "overlap_s"),
     (dict(overlap_s=-1.0), "overlap_s"), (dict(latent_range=0.0), "latent_range"),
@@ -357,6 +357,25 @@ def test_prior_mask_init_starts_separated_and_reconstruction_only_keeps_it():
         gains[init] = si_sdr_improvement(result.sources, reference, mixture.unsqueeze(0))
     assert gains["mixture"].abs().max() < 0.5          # nothing tells identical starts apart
     assert gains["prior_mask"].min() > 5.0
+
+
+def test_zero_steps_return_the_start_itself():
+    s1, s2 = _sources()
+    mixture = (s1 + s2)[0]
+    prior = PromptOracle({"tone": s1, "noise": s2}, leak=0.5)
+    config = _config(steps=0, gamma=0.0, init="prior_mask", output="direct")
+    result = _run(mixture, prior, config)
+    assert result.history == []
+    # one window: the sources are the prior-mask split of it, untouched by the codec
+    generator = torch.Generator().manual_seed(config.seed + 999)
+    parts = prior_mask_split(mixture, ["tone", "noise"], prior, config.mask_noise_levels, config.mask_draws,
+                             config.sds, generator)
+    assert len(result.windows) == 1
+    torch.testing.assert_close(result.sources, parts, rtol=0, atol=1e-6)
+    # the mixture start with no step is an equal split: no separation at all
+    equal = _run(mixture, prior, _config(steps=0, gamma=0.0, init="mixture"))
+    gains = si_sdr_improvement(equal.sources, torch.cat([s1, s2]), mixture.unsqueeze(0))
+    assert gains.abs().max() < 1e-3
 
 
 @pytest.mark.parametrize("options, field", [

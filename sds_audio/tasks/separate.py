@@ -144,7 +144,8 @@ class SeparationConfig:
     """Options of a separation run (validated on construction).
 
     Attributes:
-        steps: Adam updates per window.
+        steps: Adam updates per window (0: none; each window's sources are its start as is, e.g. the
+            prior-mask split without a trip through the codec).
         lr: Adam step size as a fraction of the RMS of the window's starting latents (converted to
             the learning rate on the unconstrained latents, so it means the same for every prior).
         gamma: weight of the SDS terms (0 = reconstruction only).
@@ -189,8 +190,8 @@ class SeparationConfig:
         def bad(name: str, why: str) -> SDSAudioError:
             return SDSAudioError(f"{why} (got {getattr(self, name)!r})", field=name)
 
-        if int(self.steps) != self.steps or self.steps < 1:
-            raise bad("steps", "steps must be an integer >= 1")
+        if int(self.steps) != self.steps or self.steps < 0:
+            raise bad("steps", "steps must be an integer >= 0")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise bad("lr", "lr must be a positive number")
         if not (math.isfinite(self.gamma) and self.gamma >= 0):
@@ -487,6 +488,7 @@ class _Window:
                                      config.sds, generator)              # (K, C', n)
         else:
             start = (chunk / k if config.init == "split" else chunk).unsqueeze(0)
+        self.start = start.expand(k, *chunk.shape)                       # (K, C', n)
         with torch.no_grad():
             z = prior.encode(start).float()                               # (1 or K, D, L)
         latent_range = config.latent_range or max(3.0 * float(z.abs().max()), 1e-3)
@@ -522,7 +524,10 @@ class _Window:
         return {"loss_rec": float(loss_rec.detach()), "loss_sds": loss_sds, "t": ts}
 
     @torch.no_grad()
-    def sources(self) -> torch.Tensor:
+    def sources(self, steps_done: int) -> torch.Tensor:
+        """The decoded sources; with no step done, the start itself (no trip through the codec)."""
+        if steps_done == 0:
+            return self.start.detach().float().clone()
         return self.synth(self.n_samples).detach().float()
 
     def state(self) -> dict[str, Any]:
@@ -647,7 +652,7 @@ def separate(mixture: torch.Tensor, prompts: Sequence[str], prior: Prior, config
                     on_step(w * config.steps + completed - 1, entry)
                 if config.checkpoint_every and completed % config.checkpoint_every == 0 and completed < config.steps:
                     checkpoint(w, completed, current)
-            done.append(current.sources())
+            done.append(current.sources(completed))
             current = None
             checkpoint(w + 1, 0, None)
     except KeyboardInterrupt:
