@@ -30,7 +30,7 @@ script with a one-line message.
 Usage::
 
     python benchmarks/separation.py [--corpus /work/data/corpus] [--prior embedded] [--assets DIR]
-        [--n-mixtures 20] [--steps 200] [--seed 0] [--window-s S] [--gamma 0.3] [--judge JUDGE.safetensors]
+        [--n-mixtures 20] [--steps 200] [--lr 0.25] [--seed 0] [--window-s S] [--gamma 0.3] [--judge JUDGE.safetensors]
         [--device cpu] [--threads 1] [--json RESULTS.json] [--split heldout|train] [--t-max T]
         [--methods sds,rec,mask,mask+sds,mask-only]
 """
@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-mixtures", type=int, default=20)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=SeparationConfig().lr,
+                        help="the optimised methods' step size (default: the library's)")
     parser.add_argument("--window-s", type=float, default=None, help="separation window (default: the prior's maximum)")
     parser.add_argument("--gamma", type=float, default=SeparationConfig().gamma,
                         help="SDS weight of the Audio-SDS method (default: the library's)")
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             model = load_judge(args.judge)
             judge = lambda audio, rate, prompt: judge_score(audio, prompt, model, sample_rate=rate)  # noqa: E731
         mixtures = build_mixtures(args.corpus, args.n_mixtures, args.seed, args.min_s, args.max_s, split=args.split)
-        base = SeparationConfig(steps=args.steps, seed=args.seed, window_s=args.window_s, checkpoint_every=0)
+        base = SeparationConfig(steps=args.steps, lr=args.lr, seed=args.seed, window_s=args.window_s,
+                                checkpoint_every=0)
         if args.t_max is not None:
             base = dataclasses.replace(base, sds=dataclasses.replace(base.sds, t_max=args.t_max))
         methods = [m for m in args.methods.split(",") if m]
