@@ -372,6 +372,10 @@ def test_zero_steps_return_the_start_itself():
                              config.sds, generator)
     assert len(result.windows) == 1
     torch.testing.assert_close(result.sources, parts, rtol=0, atol=1e-6)
+    # the Wiener output keeps that split (no second mask) and shares what it leaves over equally
+    wiener = _run(mixture, prior, _config(steps=0, gamma=0.0, init="prior_mask", output="wiener"))
+    torch.testing.assert_close(wiener.sources.sum(dim=0), mixture, rtol=0, atol=1e-5)
+    torch.testing.assert_close(wiener.sources, parts + (mixture - parts.sum(dim=0)) / 2, rtol=0, atol=1e-5)
     # the mixture start with no step is an equal split: no separation at all
     equal = _run(mixture, prior, _config(steps=0, gamma=0.0, init="mixture"))
     gains = si_sdr_improvement(equal.sources, torch.cat([s1, s2]), mixture.unsqueeze(0))
