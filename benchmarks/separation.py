@@ -16,7 +16,9 @@ Protocol (all seeded by ``--seed``):
    prior-mask start (``init="prior_mask"``: the mixture split by masks of the prior's
    renditions of it under each prompt, :func:`sds_audio.tasks.separate.prior_mask_split`);
    ``mask+sds``: Audio-SDS from that start; ``mask-only``: the prior-mask split itself (no
-   optimisation step). Same steps, seed and windows; the mixture itself is the reference estimate.
+   optimisation step); ``mask-res`` and ``mask-res+sds``: ``mask`` and ``mask+sds`` with
+   ``residual_decoding=True`` (each source is the split plus the decoded change of its latents).
+   Same steps, seed and windows; the mixture itself is the reference estimate.
 3. Metrics per source: SI-SDR improvement over the mixture-as-estimate
    (:func:`sds_audio.metrics.si_sdr_improvement`) and plain SDR
    (:func:`sds_audio.metrics.sdr`), over all ``2 * n`` sources; with ``--judge
@@ -32,7 +34,7 @@ Usage::
     python benchmarks/separation.py [--corpus /work/data/corpus] [--prior embedded] [--assets DIR]
         [--n-mixtures 20] [--steps 200] [--lr 0.25] [--seed 0] [--window-s S] [--gamma 0.3] [--judge JUDGE.safetensors]
         [--device cpu] [--threads 1] [--json RESULTS.json] [--split heldout|train] [--t-max T]
-        [--methods sds,rec,mask,mask+sds,mask-only]
+        [--methods sds,rec,mask,mask+sds,mask-only,mask-res,mask-res+sds]
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ GAP_S = (0.05, 0.3)
 FADE_S = 0.01
 
 
-METHODS = ("sds", "rec", "mask", "mask+sds", "mask-only")
+METHODS = ("sds", "rec", "mask", "mask+sds", "mask-only", "mask-res", "mask-res+sds")
 
 
 def _load_clip(root: Path, record: dict[str, Any], cache: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -251,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
                     "mask": ("prior-mask start, reconstruction only", dict(gamma=0.0, init="prior_mask")),
                     "mask+sds": (f"prior-mask start + Audio-SDS (gamma={args.gamma:g})",
                                  dict(gamma=args.gamma, init="prior_mask")),
-                    "mask-only": ("prior-mask split, no optimisation", dict(gamma=0.0, init="prior_mask", steps=0))}
+                    "mask-only": ("prior-mask split, no optimisation", dict(gamma=0.0, init="prior_mask", steps=0)),
+                    "mask-res": ("prior-mask start, residual decoding, reconstruction only",
+                                 dict(gamma=0.0, init="prior_mask", residual_decoding=True)),
+                    "mask-res+sds": (f"prior-mask start, residual decoding + Audio-SDS (gamma={args.gamma:g})",
+                                     dict(gamma=args.gamma, init="prior_mask", residual_decoding=True))}
         configs = {variants[m][0]: dataclasses.replace(base, **variants[m][1]) for m in methods}
         settings = {k: v for k, v in vars(args).items() if k not in ("json", "progress", "threads")}
         done = None

@@ -157,6 +157,9 @@ class SeparationConfig:
             ``"prior_mask"`` (``encode`` of the mixture split by the prior's masks, :func:`prior_mask_split`).
         mask_noise_levels: noise levels ``t`` of the prior's renditions for ``init="prior_mask"``.
         mask_draws: noise draws per level for ``init="prior_mask"`` (their masked parts are averaged).
+        residual_decoding: each source is its start plus the decoded change of its latents,
+            ``start + D(z) - D(z_0)``, rather than ``D(z)``: the start is kept whole rather than through
+            the codec's reconstruction error, and the steps add only what they change.
         rec_n_ffts: STFT sizes of the reconstruction loss, in samples at the prior's rate.
         rec_log_weight, rec_linear_weight: weights of the log- and linear-magnitude distances in
             ``L_rec`` (:class:`~sds_audio.spectral.MultiResolutionSTFTDistance`).
@@ -178,6 +181,7 @@ class SeparationConfig:
     init: str = "mixture"
     mask_noise_levels: tuple[float, ...] = (0.3, 0.5, 0.7)
     mask_draws: int = 4
+    residual_decoding: bool = False
     rec_n_ffts: tuple[int, ...] = (256, 512, 1024, 2048)
     rec_log_weight: float = 0.0
     rec_linear_weight: float = 1.0
@@ -204,6 +208,8 @@ class SeparationConfig:
             raise bad("init", f"init must be one of {', '.join(INITS)}")
         if not self.mask_noise_levels or not all(0 < float(t) <= 1 for t in self.mask_noise_levels):
             raise bad("mask_noise_levels", "mask_noise_levels must list noise levels in (0, 1]")
+        if not isinstance(self.residual_decoding, bool):
+            raise bad("residual_decoding", "residual_decoding must be True or False")
         if int(self.mask_draws) != self.mask_draws or self.mask_draws < 1:
             raise bad("mask_draws", "mask_draws must be an integer >= 1")
         if not self.rec_n_ffts or any(int(n) != n or n < 16 for n in self.rec_n_ffts):
@@ -499,6 +505,10 @@ class _Window:
         self.synth = LatentSynth(prior.decode, z.shape[1:], n_sources=k, latent_range=latent_range,
                                  sample_rate=int(prior.sample_rate), channels=int(prior.channels)).to(prior.device)
         self.synth.init_latents(z)                                       # (1, D, L) is copied to every source
+        self.offset = None                                               # start - D(z_0) with residual decoding
+        if config.residual_decoding:
+            with torch.no_grad():
+                self.offset = self.start.float() - self.synth(self.n_samples).float()
         # Adam moves each raw value by about lr_raw per step, i.e. a latent by lr_raw * latent_range / 2
         # near the middle of its range: scale so that config.lr is a fraction of the start's RMS.
         rms = max(float(z.square().mean().sqrt()), 1e-8)
@@ -511,8 +521,13 @@ class _Window:
                 for i, p in enumerate(prompts)]
         self.config, self.rec, self.prior, self.level = config, rec, prior, level
 
+    def render(self) -> torch.Tensor:
+        """The current sources, ``(K, C', n)``, with the gradient to the latents."""
+        x = self.synth(self.n_samples).float()
+        return x if self.offset is None else x + self.offset
+
     def step(self, progress: float) -> dict[str, Any]:
-        x = self.synth(self.n_samples).float()                          # (K, C', n)
+        x = self.render()                                                # (K, C', n)
         loss_rec = _reconstruction_loss(self.rec, self.config.rec_waveform_weight, x.sum(dim=0, keepdim=True),
                                         self.chunk.unsqueeze(0)) / self.level
         loss = loss_rec
@@ -532,7 +547,7 @@ class _Window:
         """The decoded sources; with no step done, the start itself (no trip through the codec)."""
         if steps_done == 0:
             return self.start.detach().float().clone()
-        return self.synth(self.n_samples).detach().float()
+        return self.render().detach()
 
     def state(self) -> dict[str, Any]:
         return {"raw": self.synth.raw["latents"].detach().cpu().clone(), "optimizer": self.optimizer.state_dict(),
