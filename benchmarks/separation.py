@@ -32,7 +32,7 @@ script with a one-line message.
 Usage::
 
     python benchmarks/separation.py [--corpus /work/data/corpus] [--prior embedded] [--assets DIR]
-        [--n-mixtures 20] [--steps 200] [--lr 0.25] [--seed 0] [--window-s S] [--gamma 0.3] [--judge JUDGE.safetensors]
+        [--n-mixtures 20] [--steps 200] [--lr 0.25] [--output wiener] [--seed 0] [--window-s S] [--gamma 0.3] [--judge JUDGE.safetensors]
         [--device cpu] [--threads 1] [--json RESULTS.json] [--split heldout|train] [--t-max T]
         [--methods sds,rec,mask,mask+sds,mask-only,mask-res,mask-res+sds]
 """
@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=SeparationConfig().lr,
                         help="the optimised methods' step size (default: the library's)")
+    parser.add_argument("--output", default=SeparationConfig().output, choices=["wiener", "direct"],
+                        help="the optimised methods' output (default: the library's)")
     parser.add_argument("--window-s", type=float, default=None, help="separation window (default: the prior's maximum)")
     parser.add_argument("--gamma", type=float, default=SeparationConfig().gamma,
                         help="SDS weight of the Audio-SDS method (default: the library's)")
@@ -239,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             model = load_judge(args.judge)
             judge = lambda audio, rate, prompt: judge_score(audio, prompt, model, sample_rate=rate)  # noqa: E731
         mixtures = build_mixtures(args.corpus, args.n_mixtures, args.seed, args.min_s, args.max_s, split=args.split)
-        base = SeparationConfig(steps=args.steps, lr=args.lr, seed=args.seed, window_s=args.window_s,
+        base = SeparationConfig(steps=args.steps, lr=args.lr, output=args.output, seed=args.seed, window_s=args.window_s,
                                 checkpoint_every=0)
         if args.t_max is not None:
             base = dataclasses.replace(base, sds=dataclasses.replace(base.sds, t_max=args.t_max))
@@ -278,9 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     lengths = [m["mixture"].shape[-1] / SAMPLE_RATE for m in mixtures]
-    print(f"\nSeparation of {len(mixtures)} two-source mixtures of held-out clips "
+    clips = "held-out" if args.split == "heldout" else "training"
+    print(f"\nSeparation of {len(mixtures)} two-source mixtures of {clips} clips "
           f"({min(lengths):.1f}-{max(lengths):.1f} s, equal-RMS sources), prior {getattr(prior, 'name', args.prior)}, "
-          f"{args.steps} steps, seed {args.seed}, window {args.window_s or prior.max_duration_s:g} s, "
+          f"{args.steps} steps, lr {args.lr:g}, seed {args.seed}, window {args.window_s or prior.max_duration_s:g} s, "
           f"{2 * len(mixtures)} sources, {time.perf_counter() - t0:.0f} s in all\n")
     print(table(results))
     return 0
