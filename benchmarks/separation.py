@@ -17,7 +17,9 @@ Protocol (all seeded by ``--seed``):
    renditions of it under each prompt, :func:`sds_audio.tasks.separate.prior_mask_split`);
    ``mask+sds``: Audio-SDS from that start; ``mask-only``: the prior-mask split itself (no
    optimisation step); ``mask-res`` and ``mask-res+sds``: ``mask`` and ``mask+sds`` with
-   ``residual_decoding=True`` (each source is the split plus the decoded change of its latents).
+   ``residual_decoding=True`` (each source is the split plus the decoded change of its latents;
+   ``mask-res+sds`` is what :class:`~sds_audio.tasks.separate.SeparationConfig` does by default).
+   ``sds`` and ``rec`` start from the encoded mixture, decoded directly, as the issue states the method.
    Same steps, seed and windows; the mixture itself is the reference estimate.
 3. Metrics per source: SI-SDR improvement over the mixture-as-estimate
    (:func:`sds_audio.metrics.si_sdr_improvement`) and plain SDR
@@ -250,16 +252,19 @@ def main(argv: list[str] | None = None) -> int:
         if unknown or not methods:
             raise SDSAudioError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from "
                                 f"{', '.join(METHODS)}")
-        variants = {"sds": (f"Audio-SDS (gamma={args.gamma:g})", dict(gamma=args.gamma)),
-                    "rec": ("reconstruction only (gamma=0)", dict(gamma=0.0)),
-                    "mask": ("prior-mask start, reconstruction only", dict(gamma=0.0, init="prior_mask")),
+        mix_start = dict(init="mixture", residual_decoding=False)       # the issue's formulation
+        mask_start = dict(init="prior_mask", residual_decoding=False)
+        res_start = dict(init="prior_mask", residual_decoding=True)       # the library's default
+        variants = {"sds": (f"Audio-SDS (gamma={args.gamma:g})", dict(gamma=args.gamma, **mix_start)),
+                    "rec": ("reconstruction only (gamma=0)", dict(gamma=0.0, **mix_start)),
+                    "mask": ("prior-mask start, reconstruction only", dict(gamma=0.0, **mask_start)),
                     "mask+sds": (f"prior-mask start + Audio-SDS (gamma={args.gamma:g})",
-                                 dict(gamma=args.gamma, init="prior_mask")),
-                    "mask-only": ("prior-mask split, no optimisation", dict(gamma=0.0, init="prior_mask", steps=0)),
+                                 dict(gamma=args.gamma, **mask_start)),
+                    "mask-only": ("prior-mask split, no optimisation", dict(gamma=0.0, steps=0, **res_start)),
                     "mask-res": ("prior-mask start, residual decoding, reconstruction only",
-                                 dict(gamma=0.0, init="prior_mask", residual_decoding=True)),
+                                 dict(gamma=0.0, **res_start)),
                     "mask-res+sds": (f"prior-mask start, residual decoding + Audio-SDS (gamma={args.gamma:g})",
-                                     dict(gamma=args.gamma, init="prior_mask", residual_decoding=True))}
+                                     dict(gamma=args.gamma, **res_start))}
         configs = {variants[m][0]: dataclasses.replace(base, **variants[m][1]) for m in methods}
         settings = {k: v for k, v in vars(args).items() if k not in ("json", "progress", "threads")}
         done = None

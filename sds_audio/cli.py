@@ -190,7 +190,8 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     out = args.resume if args.resume is not None else args.output
     try:
         record = separate_file(args.mixture, args.prompt, out, _job_options(args), gamma=args.gamma,
-                               init=args.init, overwrite=args.overwrite, resume=args.resume is not None)
+                               init=args.init, residual_decoding=args.decoding == "residual",
+                               overwrite=args.overwrite, resume=args.resume is not None)
     except KeyboardInterrupt:
         print(f"sds-audio: interrupted; continue with: sds-audio separate --resume {out}", file=sys.stderr)
         return 130
@@ -276,9 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output directory (refused if it holds files, unless --overwrite)")
     p.add_argument("--resume", metavar="DIR", default=None, help="continue an interrupted run in DIR")
     p.add_argument("--gamma", type=float, default=0.3, help="weight of the SDS terms (0 = reconstruction only)")
-    p.add_argument("--init", choices=["mixture", "split", "prior_mask"], default="mixture",
-                   help="each source's start: the whole mixture (default), the mixture over the source count, or "
-                        "the mixture split by masks of the prior's renditions of it under each prompt")
+    p.add_argument("--init", choices=["prior_mask", "mixture", "split"], default="prior_mask",
+                   help="each source's start: the mixture split by masks of the prior's renditions of it under "
+                        "each prompt (default), the whole mixture, or the mixture over the source count")
+    p.add_argument("--decoding", choices=["residual", "direct"], default="residual",
+                   help="each source is its start plus the decoded change of its latents (default), or the "
+                        "decoded latents themselves")
     _add_job_options(p, synthesis=False, default_steps=200)
     p.set_defaults(func=_cmd_separate)
 

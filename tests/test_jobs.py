@@ -170,15 +170,16 @@ def test_separate_writes_one_source_per_prompt(tmp_path, prior_dir):
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG" and not list(out.glob("*checkpoint*"))
 
 
-def test_separate_prior_mask_init_is_recorded_and_resumed(tmp_path, prior_dir, monkeypatch, capsys):
+def test_separate_default_start_is_recorded_and_resumed(tmp_path, prior_dir, monkeypatch, capsys):
     from sds_audio import sds
 
     mix = _write_mixture(tmp_path / "mix.wav")
     args = ["separate", str(mix), "-p", "a bell tone", "-p", "rain noise", "--prior", prior_dir, "--steps", "3",
-            "--init", "prior_mask", "--quiet", "--no-judge"]
+            "--quiet", "--no-judge"]
     assert main([*args, "-o", str(tmp_path / "full")]) == 0
     record = json.loads((tmp_path / "full" / "run.json").read_text())
     assert record["init"] == "prior_mask" and record["separation_config"]["init"] == "prior_mask"
+    assert record["residual_decoding"] is True and record["separation_config"]["residual_decoding"] is True
 
     calls = {"n": 0}
     forward = sds.SDSObjective.forward
@@ -197,10 +198,35 @@ def test_separate_prior_mask_init_is_recorded_and_resumed(tmp_path, prior_dir, m
     assert main(["separate", "--resume", str(part), "--quiet"]) == 0
     again = json.loads((part / "run.json").read_text())
     assert again["init"] == "prior_mask" and again["separation_config"]["init"] == "prior_mask"
+    assert again["separation_config"]["residual_decoding"] is True
     full = [sf.read(str(w), dtype="float64")[0] for w in sorted((tmp_path / "full").glob("*.wav"))]
     resumed = [sf.read(str(w), dtype="float64")[0] for w in sorted(part.glob("*.wav"))]
     assert len(full) == len(resumed) == 2
     assert all(np.abs(a - b).max() < 1e-6 for a, b in zip(full, resumed))
+
+
+def test_separate_start_options_and_runs_older_than_them(tmp_path, prior_dir, monkeypatch):
+    from sds_audio import sds
+
+    mix = _write_mixture(tmp_path / "mix.wav")
+    args = ["separate", str(mix), "-p", "a bell tone", "-p", "rain noise", "--prior", prior_dir, "--steps", "3",
+            "--quiet", "--no-judge"]
+    assert main([*args, "--init", "split", "--decoding", "direct", "-o", str(tmp_path / "direct")]) == 0
+    config = json.loads((tmp_path / "direct" / "run.json").read_text())["separation_config"]
+    assert (config["init"], config["residual_decoding"]) == ("split", False)
+
+    # a run.json written before --init / --decoding existed resumes as those runs ran
+    forward = sds.SDSObjective.forward
+    monkeypatch.setattr(sds.SDSObjective, "forward", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    old = tmp_path / "old"
+    assert main([*args, "--init", "mixture", "--decoding", "direct", "-o", str(old)]) == 130
+    monkeypatch.setattr(sds.SDSObjective, "forward", forward)
+    record = json.loads((old / "run.json").read_text())
+    del record["init"], record["residual_decoding"]
+    (old / "run.json").write_text(json.dumps(record))
+    assert main(["separate", "--resume", str(old), "--quiet"]) == 0
+    config = json.loads((old / "run.json").read_text())["separation_config"]
+    assert (config["init"], config["residual_decoding"]) == ("mixture", False)
 
 
 def test_separate_rejects_an_unknown_init(tmp_path, prior_dir, capsys):
