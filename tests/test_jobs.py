@@ -229,6 +229,20 @@ def test_separate_start_options_and_runs_older_than_them(tmp_path, prior_dir, mo
     assert (config["init"], config["residual_decoding"]) == ("mixture", False)
 
 
+def test_separate_with_zero_steps_writes_the_prior_mask_split(tmp_path, prior_dir):
+    mix = _write_mixture(tmp_path / "mix.wav")
+    out = tmp_path / "split"
+    assert main(["separate", str(mix), "-p", "a bell tone", "-p", "rain noise", "-o", str(out), "--prior", prior_dir,
+                 "--steps", "0", "--quiet", "--no-judge"]) == 0
+    sources = [sf.read(str(w), dtype="float64")[0] for w in sorted(out.glob("*.wav"))]
+    mixture = sf.read(str(mix), dtype="float64")[0]
+    assert len(sources) == 2 and (out / "report.png").is_file()
+    # 24-bit files of sources that sum to the 16-bit mixture
+    assert np.abs(sources[0] + sources[1] - mixture).max() < 1e-5
+    assert np.abs(sources[0] - sources[1]).max() > 1e-3  # the split is not an equal share
+    assert json.loads((out / "run.json").read_text())["status"] == "done"
+
+
 def test_separate_rejects_an_unknown_init(tmp_path, prior_dir, capsys):
     mix = _write_mixture(tmp_path / "mix.wav")
     with pytest.raises(SystemExit) as exc:
