@@ -132,10 +132,10 @@ class ImpactSynth(Synth):
     def reseed_toward_(self, target_spectrum: torch.Tensor, spectra: torch.Tensor, hz_per_bin: float,
                        fraction: float) -> dict[str, torch.Tensor]:
         """Matching pursuit's move: in each candidate, the ``fraction`` of the modes that sit where
-        the target is quietest (its magnitude at the mode's frequency; above the anti-alias cutoff
-        counts as silent; ties: the weakest mode first) jump onto the largest peaks of
-        ``relu(target - candidate)``, with the candidate's median decay and geometric-mean
-        amplitude; the gradient then refines them.
+        the target is quietest (its magnitude at the mode's frequency; above the anti-alias cutoff,
+        or within two bins of a stronger mode, counts as silent; ties: the weakest mode first) jump
+        onto the largest peaks of ``relu(target - candidate)``, with the candidate's median decay
+        and geometric-mean amplitude; the gradient then refines them.
 
         See :meth:`Synth.reseed_toward_` for the arguments; the masks cover ``mode_freq_hz``,
         ``mode_decay_s`` and ``mode_amp``.
@@ -153,6 +153,12 @@ class ImpactSynth(Synth):
         at_mode = (1 - w) * target_spectrum[lo] + w * target_spectrum[lo + 1]       # linear interpolation
         audible = dsp.nyquist_gain(freq, self.sample_rate)
         usefulness, strength = at_mode * audible, amp * audible
+        # a mode within two bins of a stronger one only doubles that one's partial: idle too
+        order = strength.argsort(dim=-1, descending=True, stable=True)
+        f_sorted = freq.gather(-1, order)
+        near = (f_sorted.unsqueeze(-1) - f_sorted.unsqueeze(-2)).abs() <= 2 * hz_per_bin
+        shadowed = (near & torch.ones_like(near).tril(-1)).any(-1)            # a stronger mode is near
+        usefulness = usefulness.scatter(-1, order, usefulness.gather(-1, order).masked_fill(shadowed, 0.0))
         residual = (target_spectrum - spectra).clamp(min=0)
         n_move = max(1, int(round(fraction * self.n_modes)))
         names = ("mode_freq_hz", "mode_decay_s", "mode_amp")

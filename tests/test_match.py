@@ -38,7 +38,16 @@ def _low_start(batch: int) -> ImpactSynth:
     return synth
 
 
+def _partials_found(synth: ImpactSynth, tolerance: float = 0.06) -> int:
+    """How many of the target's four partials have a mode of ``synth``'s first candidate within ``tolerance``."""
+    freqs = synth.controls()["mode_freq_hz"][0].detach()
+    return sum(float((freqs / f - 1).abs().min()) < tolerance for f in (500.0, 900.0, 1700.0, 2600.0))
+
+
 def test_reseeding_finds_partials_that_gradients_cannot_reach():
+    # The trajectory after a re-seeding is chaotic: another machine's float rounding lands modes
+    # elsewhere. Margins from 20 targets perturbed by 1e-6 noise (session 15): re-seeded reduction
+    # 0.73-0.95, best distance 0.07-0.40 of plain's, 3-4 partials found (4 in 16 / 20) against 1-2.
     target = _partials_target()
     config = MatchConfig(steps=60, restarts=2, init="current", frozen=("band_amp",), reseed_fraction=0.5)
     plain = match(_low_start(2), target, dataclasses.replace(config, reseed_events=0),
@@ -48,11 +57,9 @@ def test_reseeding_finds_partials_that_gradients_cannot_reach():
     assert all(moved >= 1 for _, moved in reseeded.reseeded)
     # gradient descent alone leaves the modes far from 500-2600 Hz; re-seeding lands on them
     assert min(plain.distance_final) > 0.6 * plain.distance_initial[0]
-    assert reseeded.reduction > 0.75
-    assert min(reseeded.distance_final) < 0.4 * min(plain.distance_final)
-    freqs = reseeded.best_synth.controls()["mode_freq_hz"][0].detach()
-    for f in (500.0, 900.0, 1700.0, 2600.0):
-        assert float((freqs / f - 1).abs().min()) < 0.06, (f, freqs)      # every partial has a mode
+    assert reseeded.reduction > 0.65
+    assert min(reseeded.distance_final) < 0.5 * min(plain.distance_final)
+    assert _partials_found(plain.best_synth) <= 2 and _partials_found(reseeded.best_synth) >= 3
 
 
 def test_random_restarts_frozen_parameters_and_history():

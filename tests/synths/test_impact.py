@@ -235,3 +235,21 @@ def test_reseed_toward_moves_idle_modes_onto_residual_peaks():
     assert not any(m.any() for m in synth.reseed_toward_(target, target.expand(2, -1), hz_per_bin, 0.5).values())
     with pytest.raises(ValueError, match="spectra"):
         synth.reseed_toward_(target, torch.zeros(3, 513), hz_per_bin, 0.5)
+
+
+def test_reseed_toward_moves_a_duplicate_mode_off_a_shared_partial():
+    synth = ImpactSynth(n_modes=4, n_bands=1, sample_rate=SR, channels=1)
+    hz_per_bin = SR / 1024
+    # modes 0 and 1 both sit on the loudest partial, at bin 60 (half a bin apart); mode 1 is the weaker;
+    # modes 2 and 3 sit on the partials at bins 200 and 300
+    freqs = torch.tensor([60 * hz_per_bin, 60.5 * hz_per_bin, 200 * hz_per_bin, 300 * hz_per_bin])
+    synth.set_controls({"mode_freq_hz": freqs, "mode_amp": torch.tensor([0.5, 0.3, 0.4, 0.4])})
+    target = torch.zeros(513)
+    for centre, height in ((60, 1.0), (200, 0.5), (300, 0.5), (120, 0.8)):   # bin 120: nobody's partial
+        target[centre - 1:centre + 2] = torch.tensor([0.5, 1.0, 0.5]) * height
+    spectra = target.clone().unsqueeze(0)
+    spectra[0, 119:122] = 0.0
+    masks = synth.reseed_toward_(target, spectra, hz_per_bin, fraction=1 / 4)
+    # every mode sits on a partial, but mode 1 only doubles mode 0: it is the one that moves
+    assert masks["mode_freq_hz"][0].nonzero().flatten().tolist() == [1]
+    assert float(synth.controls()["mode_freq_hz"][0, 1]) == pytest.approx(120 * hz_per_bin, abs=0.01)
