@@ -173,6 +173,8 @@ class SeparationConfig:
             (``encode(m / K)``).
         mask_noise_levels: noise levels ``t`` of the prior's renditions for ``init="prior_mask"``.
         mask_draws: noise draws per level for ``init="prior_mask"`` (their masked parts are averaged).
+        mask_refinements: passes of the prior-mask split that re-render each source from the previous
+            pass's part rather than from the mixture (:func:`prior_mask_split`).
         residual_decoding: each source is its start plus the decoded change of its latents,
             ``start + D(z) - D(z_0)``, rather than ``D(z)``: the start is kept whole rather than through
             the codec's reconstruction error, and the steps add only what they change.
@@ -197,6 +199,7 @@ class SeparationConfig:
     init: str = "prior_mask"
     mask_noise_levels: tuple[float, ...] = (0.3, 0.5, 0.7)
     mask_draws: int = 4
+    mask_refinements: int = 1
     residual_decoding: bool = True
     rec_n_ffts: tuple[int, ...] = (256, 512, 1024, 2048)
     rec_log_weight: float = 0.0
@@ -228,6 +231,9 @@ class SeparationConfig:
             raise bad("residual_decoding", "residual_decoding must be True or False")
         if int(self.mask_draws) != self.mask_draws or self.mask_draws < 1:
             raise bad("mask_draws", "mask_draws must be an integer >= 1")
+        if isinstance(self.mask_refinements, bool) or int(self.mask_refinements) != self.mask_refinements \
+                or self.mask_refinements < 0:
+            raise bad("mask_refinements", "mask_refinements must be an integer >= 0")
         if not self.rec_n_ffts or any(int(n) != n or n < 16 for n in self.rec_n_ffts):
             raise bad("rec_n_ffts", "rec_n_ffts must list integer window sizes of at least 16 samples")
         for name in ("rec_log_weight", "rec_linear_weight", "rec_waveform_weight"):
@@ -392,17 +398,21 @@ def wiener_remix(estimates: torch.Tensor, mixture: torch.Tensor, sample_rate: in
 
 
 def prior_mask_split(chunk: torch.Tensor, prompts: Sequence[str], prior: Prior, noise_levels: Sequence[float],
-                     draws: int, sds: SDSConfig, generator: torch.Generator) -> torch.Tensor:
+                     draws: int, sds: SDSConfig, generator: torch.Generator, refinements: int = 0) -> torch.Tensor:
     """The mixture split by masks of the prior's renditions of it, one per prompt (no optimisation).
 
     For each noise level ``t`` and draw: noise ``encode(chunk)`` to ``t`` (one noise draw shared by
     the prompts), denoise it under each prompt (``sds.denoise_steps`` steps, ``sds.guidance_scale``),
     decode, and split ``chunk`` by the Wiener masks of those renditions (:func:`wiener_remix`); the
-    parts are averaged over levels and draws, so they still sum to ``chunk``.
+    parts are averaged over levels and draws, so they still sum to ``chunk``. Each of the
+    ``refinements`` passes then does the same from the parts: prompt ``k``'s rendition starts from
+    ``encode(part_k)`` instead of the whole mixture, so less of the other sources survives the noise,
+    and the new masks split ``chunk`` again.
 
     Args:
         chunk: ``(C', n)`` mixture at the prior's rate and channel count.
         generator: CPU generator of the noise draws.
+        refinements: passes that re-render from the previous pass's parts.
 
     Returns:
         ``(K, C', n)``.
@@ -410,18 +420,26 @@ def prior_mask_split(chunk: torch.Tensor, prompts: Sequence[str], prior: Prior, 
     n = chunk.shape[-1]
     seconds = n / float(prior.sample_rate)
     conds = [prior.condition(p, sds.negative_prompt, seconds) for p in prompts]
-    parts = torch.zeros(len(prompts), *chunk.shape, dtype=chunk.dtype, device=chunk.device)
-    with torch.no_grad():
-        z = prior.encode(chunk.unsqueeze(0))
+
+    def split(latents: list[torch.Tensor]) -> torch.Tensor:
+        """``chunk`` split by the masks of each prompt's renditions of its latent, averaged."""
+        parts = torch.zeros(len(prompts), *chunk.shape, dtype=chunk.dtype, device=chunk.device)
         for level in noise_levels:
             t = torch.full((1,), float(level))
             for _ in range(int(draws)):
-                noisy = prior.add_noise(z, torch.randn(z.shape, generator=generator).to(z.device), t)
-                renditions = torch.cat([fit_length(prior.decode(prior.denoise(noisy, t, cond, sds.guidance_scale,
-                                                                              steps=sds.denoise_steps)).float(), n)
-                                        for cond in conds])
+                noise = torch.randn(latents[0].shape, generator=generator).to(latents[0].device)
+                renditions = torch.cat([
+                    fit_length(prior.decode(prior.denoise(prior.add_noise(z, noise, t), t, cond, sds.guidance_scale,
+                                                          steps=sds.denoise_steps)).float(), n)
+                    for z, cond in zip(latents, conds)])
                 parts += wiener_remix(renditions.to(chunk.dtype), chunk, int(prior.sample_rate))
-    return parts / (len(noise_levels) * int(draws))
+        return parts / (len(noise_levels) * int(draws))
+
+    with torch.no_grad():
+        parts = split([prior.encode(chunk.unsqueeze(0))] * len(prompts))
+        for _ in range(int(refinements)):
+            parts = split([prior.encode(part.unsqueeze(0)) for part in parts])
+    return parts
 
 
 # --------------------------------------------------------------------------- input checks
@@ -473,6 +491,8 @@ def check_mixture(mixture: torch.Tensor, sample_rate: int) -> torch.Tensor:
 def _signature(prompts: list[str], config: SeparationConfig, mixture: torch.Tensor, sample_rate: int) -> str:
     options = config.to_dict()
     options.pop("checkpoint_every")
+    if options["mask_refinements"] == 0:       # checkpoints written before the option existed resume
+        options.pop("mask_refinements")
     digest = hashlib.sha256(mixture.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
     return json.dumps({"prompts": prompts, "config": options, "shape": list(mixture.shape),
                        "sample_rate": int(sample_rate), "mixture_sha256": digest}, sort_keys=True)
@@ -511,7 +531,7 @@ class _Window:
         if config.init == "prior_mask":
             generator = torch.Generator().manual_seed(config.seed + 1000 * index + 999)
             start = prior_mask_split(chunk, prompts, prior, config.mask_noise_levels, config.mask_draws,
-                                     config.sds, generator)              # (K, C', n)
+                                     config.sds, generator, config.mask_refinements)   # (K, C', n)
         else:
             start = (chunk / k if config.init == "split" else chunk).unsqueeze(0)
         self.start = start.expand(k, *chunk.shape)                       # (K, C', n)
