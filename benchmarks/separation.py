@@ -36,7 +36,7 @@ Usage::
 
     python benchmarks/separation.py [--corpus /work/data/corpus] [--prior embedded] [--assets DIR]
         [--n-mixtures 20] [--steps 200] [--lr 0.25] [--output wiener] [--seed 0] [--window-s S] [--gamma 0.3]
-        [--mask-refinements 1] [--judge JUDGE.safetensors]
+        [--lr-schedule constant|cosine] [--mask-refinements 0] [--judge JUDGE.safetensors]
         [--device cpu] [--threads 1] [--json RESULTS.json] [--split heldout|train] [--t-max T]
         [--methods sds,rec,mask,mask+sds,mask-only,mask-res,mask-res+sds]
 """
@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--t-max", type=float, default=None, help="the SDS objectives' highest noise level")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated subset of {', '.join(METHODS)} (default: all)")
+    parser.add_argument("--lr-schedule", default=SeparationConfig().lr_schedule, choices=["constant", "cosine"])
     parser.add_argument("--mask-refinements", type=int, default=SeparationConfig().mask_refinements,
                         help="refinement passes of the prior-mask split (the prior-mask methods)")
     parser.add_argument("--min-s", type=float, default=3.0)
@@ -248,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             judge = lambda audio, rate, prompt: judge_score(audio, prompt, model, sample_rate=rate)  # noqa: E731
         mixtures = build_mixtures(args.corpus, args.n_mixtures, args.seed, args.min_s, args.max_s, split=args.split)
         base = SeparationConfig(steps=args.steps, lr=args.lr, output=args.output, seed=args.seed, window_s=args.window_s,
-                                mask_refinements=args.mask_refinements, checkpoint_every=0)
+                                lr_schedule=args.lr_schedule, mask_refinements=args.mask_refinements,
+                                checkpoint_every=0)
         if args.t_max is not None:
             base = dataclasses.replace(base, sds=dataclasses.replace(base.sds, t_max=args.t_max))
         methods = [m for m in args.methods.split(",") if m]
@@ -292,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     clips = "held-out" if args.split == "heldout" else "training"
     print(f"\nSeparation of {len(mixtures)} two-source mixtures of {clips} clips "
           f"({min(lengths):.1f}-{max(lengths):.1f} s, equal-RMS sources), prior {getattr(prior, 'name', args.prior)}, "
-          f"{args.steps} steps, lr {args.lr:g}, {args.mask_refinements} mask refinement(s), seed {args.seed}, "
+          f"{args.steps} steps, lr {args.lr:g} ({args.lr_schedule}), {args.mask_refinements} mask refinement(s), seed {args.seed}, "
           f"window {args.window_s or prior.max_duration_s:g} s, "
           f"{2 * len(mixtures)} sources, {time.perf_counter() - t0:.0f} s in all\n")
     print(table(results))

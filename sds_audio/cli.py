@@ -191,7 +191,8 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     try:
         record = separate_file(args.mixture, args.prompt, out, _job_options(args), gamma=args.gamma,
                                init=args.init, residual_decoding=args.decoding == "residual",
-                               mask_refinements=args.mask_refinements, overwrite=args.overwrite,
+                               mask_refinements=args.mask_refinements, lr_schedule=args.lr_schedule,
+                               overwrite=args.overwrite,
                                resume=args.resume is not None)
     except KeyboardInterrupt:
         print(f"sds-audio: interrupted; continue with: sds-audio separate --resume {out}", file=sys.stderr)
@@ -281,9 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", choices=["prior_mask", "mixture", "split"], default="prior_mask",
                    help="each source's start: the mixture split by masks of the prior's renditions of it under "
                         "each prompt (default), the whole mixture, or the mixture over the source count")
-    p.add_argument("--mask-refinements", type=int, default=1, metavar="N",
+    p.add_argument("--mask-refinements", type=int, default=0, metavar="N",
                    help="with --init prior_mask: passes that re-render each source from the previous split "
-                        "rather than from the mixture (default: 1)")
+                        "rather than from the mixture (default: 0)")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="step size over each window's steps: constant (default), or falling to 0 along a half "
+                        "cosine")
     p.add_argument("--decoding", choices=["residual", "direct"], default="residual",
                    help="each source is its start plus the decoded change of its latents (default), or the "
                         "decoded latents themselves")

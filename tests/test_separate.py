@@ -119,6 +119,19 @@ def test_default_start_separates_at_least_as_well_as_the_mixture_start():
     assert gains.mean() > baseline.mean()
 
 
+def test_cosine_lr_schedule_settles_instead_of_jittering():
+    s1, s2 = _sources()
+    mixture = (s1 + s2)[0]
+    prior = PromptOracle({"tone": s1, "noise": s2}, leak=0.5)
+    reference = torch.cat([s1, s2])
+    gains = {schedule: si_sdr_improvement(_run(mixture, prior, _config(steps=60, lr_schedule=schedule)).sources,
+                                          reference, mixture.unsqueeze(0))
+             for schedule in ("constant", "cosine")}
+    # measured: constant [8.1, 9.9] dB, cosine [10.3, 11.4] dB (the prior-mask split alone: [9.6, 12.1])
+    assert gains["cosine"].min() > 9.5
+    assert gains["cosine"].mean() > gains["constant"].mean() + 1.0
+
+
 def test_judge_scores_sources_and_mixture():
     s1, s2 = _sources()
     mixture = (s1 + s2)[0]
@@ -379,8 +392,6 @@ def test_prior_mask_refinements_purify_renditions_that_leak_their_input():
     # from the mixture the renditions hold most of both sources; from the parts, mostly their own
     assert gains[0].max() < 5.0
     assert (gains[1] > gains[0] + 4.0).all() and (gains[2] > gains[1] + 1.0).all()
-    with pytest.raises(SDSAudioError, match="mask_refinements"):
-        SeparationConfig(mask_refinements=-1)
 
 
 def test_prior_mask_init_starts_separated_and_reconstruction_only_keeps_it():
@@ -454,6 +465,8 @@ def test_residual_decoding_still_separates_with_sds():
     (dict(init="prior_mask", mask_noise_levels=()), "mask_noise_levels"),
     (dict(mask_noise_levels=(0.0,)), "mask_noise_levels"), (dict(mask_noise_levels=(1.5,)), "mask_noise_levels"),
     (dict(mask_draws=0), "mask_draws"), (dict(mask_draws=1.5), "mask_draws"),
+    (dict(mask_refinements=-1), "mask_refinements"), (dict(mask_refinements=True), "mask_refinements"),
+    (dict(lr_schedule="linear"), "lr_schedule"),
     (dict(residual_decoding=1), "residual_decoding"),
 ])
 def test_bad_mask_options(options, field):

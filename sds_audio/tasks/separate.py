@@ -147,6 +147,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 
 CHECKPOINT_NAME = "separation_checkpoint.pt"
 INITS = ("split", "mixture", "prior_mask")
+LR_SCHEDULES = ("constant", "cosine")
 OUTPUTS = ("wiener", "direct")
 #: shortest mixture accepted, in seconds
 MIN_DURATION_S = 0.05
@@ -167,6 +168,7 @@ class SeparationConfig:
             prior-mask split without a trip through the codec).
         lr: Adam step size as a fraction of the RMS of the window's starting latents (converted to
             the learning rate on the unconstrained latents, so it means the same for every prior).
+        lr_schedule: ``"constant"`` or ``"cosine"`` (falls from ``lr`` to 0 over each window's steps).
         gamma: weight of the SDS terms (0 = reconstruction only).
         init: ``"prior_mask"`` (default: ``encode`` of the mixture split by the prior's masks,
             :func:`prior_mask_split`), ``"mixture"`` (every source starts as ``encode(m)``) or ``"split"``
@@ -195,11 +197,12 @@ class SeparationConfig:
 
     steps: int = 200
     lr: float = 0.25
+    lr_schedule: str = "constant"
     gamma: float = 0.3
     init: str = "prior_mask"
     mask_noise_levels: tuple[float, ...] = (0.3, 0.5, 0.7)
     mask_draws: int = 4
-    mask_refinements: int = 1
+    mask_refinements: int = 0
     residual_decoding: bool = True
     rec_n_ffts: tuple[int, ...] = (256, 512, 1024, 2048)
     rec_log_weight: float = 0.0
@@ -221,6 +224,8 @@ class SeparationConfig:
             raise bad("steps", "steps must be an integer >= 0")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise bad("lr", "lr must be a positive number")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise bad("lr_schedule", f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
         if not (math.isfinite(self.gamma) and self.gamma >= 0):
             raise bad("gamma", "gamma must be a finite number >= 0")
         if self.init not in INITS:
@@ -488,11 +493,16 @@ def check_mixture(mixture: torch.Tensor, sample_rate: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- checkpoints
+# options newer than the checkpoint format, with the value runs made before them had
+OPTIONS_ADDED_LATER = {"mask_refinements": 0, "lr_schedule": "constant"}
+
+
 def _signature(prompts: list[str], config: SeparationConfig, mixture: torch.Tensor, sample_rate: int) -> str:
     options = config.to_dict()
     options.pop("checkpoint_every")
-    if options["mask_refinements"] == 0:       # checkpoints written before the option existed resume
-        options.pop("mask_refinements")
+    for name, value in OPTIONS_ADDED_LATER.items():   # so checkpoints written before they existed resume
+        if options[name] == value:
+            options.pop(name)
     digest = hashlib.sha256(mixture.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
     return json.dumps({"prompts": prompts, "config": options, "shape": list(mixture.shape),
                        "sample_rate": int(sample_rate), "mixture_sha256": digest}, sort_keys=True)
@@ -548,8 +558,8 @@ class _Window:
         # Adam moves each raw value by about lr_raw per step, i.e. a latent by lr_raw * latent_range / 2
         # near the middle of its range: scale so that config.lr is a fraction of the start's RMS.
         rms = max(float(z.square().mean().sqrt()), 1e-8)
-        self.optimizer = torch.optim.Adam(self.synth.unconstrained_parameters(),
-                                          lr=config.lr * 2.0 * rms / latent_range)
+        self.lr = config.lr * 2.0 * rms / latent_range
+        self.optimizer = torch.optim.Adam(self.synth.unconstrained_parameters(), lr=self.lr)
         self.objectives = []
         if config.gamma > 0:
             self.objectives = [
@@ -573,6 +583,10 @@ class _Window:
             result = objective(x[i:i + 1], int(self.prior.sample_rate), progress=progress)
             loss = loss + self.config.gamma * result.loss
             loss_sds[i], ts[i] = float(result.item_loss.sum()), float(result.t.mean())
+        if self.config.lr_schedule == "cosine":                         # step i of N: lr (1 + cos(pi i / N)) / 2
+            done = progress * max(1, self.config.steps - 1) / self.config.steps
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr * 0.5 * (1.0 + math.cos(math.pi * done))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
