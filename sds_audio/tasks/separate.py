@@ -49,6 +49,17 @@ the optimisation does not improve on its start with this prior: on these mixture
 separation is ``steps=0``. The defaults keep the SDS steps (the method this module
 implements) from the best start measured; the held-out figures are in the README.
 
+Two options that stay off by default (session 15). ``mask_refinements``: on twelve 3 s training
+mixtures (no optimisation) one refinement pass lifted the split from +4.76 to +5.40 dB, a second to
++5.44; held out (20 mixtures) +4.18 against +4.07 dB, median +3.60 against +4.08, at about twice
+the time. ``lr_schedule="cosine"``: on the leaky oracle of the tests it keeps what the split found
+(60 steps: 10.3 / 11.4 dB against 8.1 / 9.9 constant); on the six training mixtures above with
+SDS, +3.15 against +3.09 dB. So the loss from the split on this prior is not Adam's jitter.
+Not adopted either: each rendition scaled to unit RMS before the masks (+5.70 against +4.76 dB
+on the twelve mixtures, whose sources have equal RMS by construction, but +4.26 against +4.68
+when the two sources differ by 10 dB), and Wiener masks at other STFT sizes (512 / 2048 samples
+/ the three averaged: +4.45 / +4.77 / +4.72 dB against +4.77 at the default 1024).
+
 How the loss defaults were chosen (``init="mixture"``, decoded directly; oracle prior of ``tests/test_separate.py``: exact
 autoencoder, SDS target = the true source; 3 source pairs x 2 seeds, 4000
 samples at 8 kHz, 100 steps; mean SI-SDRi over the 12 sources, Wiener / direct
