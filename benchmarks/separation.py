@@ -294,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     clips = "held-out" if args.split == "heldout" else "training"
     print(f"\nSeparation of {len(mixtures)} two-source mixtures of {clips} clips "
           f"({min(lengths):.1f}-{max(lengths):.1f} s, equal-RMS sources), prior {getattr(prior, 'name', args.prior)}, "
-          f"{args.steps} steps, lr {args.lr:g} ({args.lr_schedule}), {args.mask_refinements} mask refinement(s), seed {args.seed}, "
-          f"window {args.window_s or prior.max_duration_s:g} s, "
+          f"{args.steps} steps, lr {args.lr:g} ({args.lr_schedule}), {args.mask_refinements} mask refinement(s), "
+          f"seed {args.seed}, window {args.window_s or prior.max_duration_s:g} s, "
           f"{2 * len(mixtures)} sources, {time.perf_counter() - t0:.0f} s in all\n")
     print(table(results))
     return 0
