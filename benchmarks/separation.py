@@ -7,7 +7,8 @@ Protocol (all seeded by ``--seed``):
    uniform in ``[--min-s, --max-s]`` (3 to 10 s). Each source is built by
    concatenating randomly drawn held-out clips of its concept (0.5-4 s each) with
    silent gaps uniform in 50-300 ms, cropped to the length with a 10 ms fade-out.
-   Both sources are scaled to the same RMS (-20 dBFS); the mixture is their sum
+   Both sources are scaled to the same RMS (-20 dBFS; with ``--level-db D`` one is D dB
+   louder than the other, which one alternating); the mixture is their sum
    (scaled down together if its peak would exceed 0.99). Each source's prompt is
    its concept's canonical prompt from ``concepts.json``.
 2. Methods (``--methods``, default all): ``sds``: Audio-SDS
@@ -36,7 +37,7 @@ Usage::
 
     python benchmarks/separation.py [--corpus /work/data/corpus] [--prior embedded] [--assets DIR]
         [--n-mixtures 20] [--steps 200] [--lr 0.25] [--output wiener] [--seed 0] [--window-s S] [--gamma 0.3]
-        [--lr-schedule constant|cosine] [--mask-refinements 0] [--judge JUDGE.safetensors]
+        [--lr-schedule constant|cosine] [--mask-refinements 0] [--level-db 0] [--judge JUDGE.safetensors]
         [--device cpu] [--threads 1] [--json RESULTS.json] [--split heldout|train] [--t-max T]
         [--methods sds,rec,mask,mask+sds,mask-only,mask-res,mask-res+sds]
 """
@@ -95,11 +96,13 @@ def _build_source(clips: list[dict[str, Any]], n_samples: int, rng: random.Rando
 
 
 def build_mixtures(corpus: str | Path, n_mixtures: int, seed: int, min_s: float = 3.0,
-                   max_s: float = 10.0, split: str = "heldout") -> list[dict[str, Any]]:
+                   max_s: float = 10.0, split: str = "heldout", level_db: float = 0.0) -> list[dict[str, Any]]:
     """``n_mixtures`` dicts ``{"concepts", "prompts", "sources" (2, 1, T), "mixture" (1, T)}`` at 22050 Hz.
 
     ``split="train"`` builds them from training clips instead: the place to choose settings,
-    so that the held-out figures are not tuned on.
+    so that the held-out figures are not tuned on. ``level_db``: the first source is this many dB
+    louder than the second in even-numbered mixtures and quieter in odd ones (their RMS values
+    straddle -20 dBFS by half of it each); 0 gives equal RMS. The draws do not depend on it.
     """
     root = Path(corpus)
     records = [r for r in read_manifest(root) if r["split"] == split]
@@ -119,9 +122,11 @@ def build_mixtures(corpus: str | Path, n_mixtures: int, seed: int, min_s: float 
         pair = rng.sample(concepts, 2)
         n_samples = int(rng.uniform(min_s, max_s) * SAMPLE_RATE)
         sources = []
-        for concept in pair:
+        offsets_db = (level_db / 2, -level_db / 2) if len(mixtures) % 2 == 0 else (-level_db / 2, level_db / 2)
+        for concept, offset_db in zip(pair, offsets_db):
             s = _build_source(by_concept[concept], n_samples, rng, root, cache)
-            sources.append(s * (SOURCE_RMS / s.square().mean().sqrt().clamp_min(1e-8)))
+            rms = SOURCE_RMS * 10 ** (offset_db / 20)
+            sources.append(s * (rms / s.square().mean().sqrt().clamp_min(1e-8)))
         sources_t = torch.stack(sources).unsqueeze(1)                 # (2, 1, T)
         mixture = sources_t.sum(0)                                    # (1, T)
         peak = float(mixture.abs().max())
@@ -225,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr-schedule", default=SeparationConfig().lr_schedule, choices=["constant", "cosine"])
     parser.add_argument("--mask-refinements", type=int, default=SeparationConfig().mask_refinements,
                         help="refinement passes of the prior-mask split (the prior-mask methods)")
+    parser.add_argument("--level-db", type=float, default=0.0,
+                        help="level difference of the two sources in dB, the louder one alternating (default 0)")
     parser.add_argument("--min-s", type=float, default=3.0)
     parser.add_argument("--max-s", type=float, default=10.0)
     parser.add_argument("--judge", default=None, help="judge.safetensors: also report judge scores")
@@ -247,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
 
             model = load_judge(args.judge)
             judge = lambda audio, rate, prompt: judge_score(audio, prompt, model, sample_rate=rate)  # noqa: E731
-        mixtures = build_mixtures(args.corpus, args.n_mixtures, args.seed, args.min_s, args.max_s, split=args.split)
+        mixtures = build_mixtures(args.corpus, args.n_mixtures, args.seed, args.min_s, args.max_s, split=args.split,
+                                  level_db=args.level_db)
         base = SeparationConfig(steps=args.steps, lr=args.lr, output=args.output, seed=args.seed, window_s=args.window_s,
                                 lr_schedule=args.lr_schedule, mask_refinements=args.mask_refinements,
                                 checkpoint_every=0)
@@ -292,8 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     lengths = [m["mixture"].shape[-1] / SAMPLE_RATE for m in mixtures]
     clips = "held-out" if args.split == "heldout" else "training"
+    level = f"sources {args.level_db:g} dB apart" if args.level_db else "equal-RMS sources"
     print(f"\nSeparation of {len(mixtures)} two-source mixtures of {clips} clips "
-          f"({min(lengths):.1f}-{max(lengths):.1f} s, equal-RMS sources), prior {getattr(prior, 'name', args.prior)}, "
+          f"({min(lengths):.1f}-{max(lengths):.1f} s, {level}), prior {getattr(prior, 'name', args.prior)}, "
           f"{args.steps} steps, lr {args.lr:g} ({args.lr_schedule}), {args.mask_refinements} mask refinement(s), "
           f"seed {args.seed}, window {args.window_s or prior.max_duration_s:g} s, "
           f"{2 * len(mixtures)} sources, {time.perf_counter() - t0:.0f} s in all\n")

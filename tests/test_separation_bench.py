@@ -1,0 +1,73 @@
+"""benchmarks/separation.py: the mixtures it builds from a tiny corpus (levels, sums, determinism)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from bench_loader import load_benchmark  # tests/ is on pytest's pythonpath
+
+SR = 22050
+CONCEPTS = [{"concept": "sine", "prompt": "a sine tone"}, {"concept": "noise", "prompt": "white noise"},
+            {"concept": "buzz", "prompt": "a buzzing square wave"}]
+
+bench = load_benchmark("separation")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("separation_corpus")
+    (root / "audio").mkdir()
+    rng = np.random.default_rng(0)
+    records = []
+    for c in CONCEPTS:
+        for i in range(3):
+            t = np.arange(int(rng.uniform(0.5, 1.0) * SR)) / SR
+            audio = {"sine": 0.5 * np.sin(2 * np.pi * 440 * t), "noise": 0.2 * rng.standard_normal(t.shape[0]),
+                     "buzz": 0.3 * np.sign(np.sin(2 * np.pi * 150 * t))}[c["concept"]]
+            clip_id = f"{c['concept']}_{i}"
+            sf.write(root / "audio" / f"{clip_id}.wav", audio.astype(np.float32), SR, subtype="PCM_16")
+            records.append({"id": clip_id, "path": f"audio/{clip_id}.wav", "concept": c["concept"],
+                            "caption": c["prompt"], "split": "heldout" if i < 2 else "train", "source": "procedural",
+                            "duration_s": audio.shape[0] / SR, "sample_rate": SR, "attributes": {}})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (root / "concepts.json").write_text(json.dumps(CONCEPTS))
+    return root
+
+
+def _rms_db(x: torch.Tensor) -> float:
+    return 20 * math.log10(float(x.square().mean().sqrt()))
+
+
+def test_mixtures_sum_their_sources_at_equal_rms(corpus):
+    # (low crest factors: no mixture reaches the 0.99 peak that would scale both sources down)
+    mixtures = bench.build_mixtures(corpus, 4, seed=3, min_s=1.0, max_s=2.0)
+    assert len(mixtures) == 4
+    for m in mixtures:
+        assert m["sources"].shape[:2] == (2, 1) and m["mixture"].shape == m["sources"].shape[1:]
+        assert SR <= m["mixture"].shape[-1] <= 2 * SR
+        assert m["concepts"][0] != m["concepts"][1]
+        assert m["prompts"] == [{c["concept"]: c["prompt"] for c in CONCEPTS}[k] for k in m["concepts"]]
+        torch.testing.assert_close(m["sources"].sum(0), m["mixture"])
+        levels = [_rms_db(s) for s in m["sources"]]
+        assert levels[0] == pytest.approx(-20.0, abs=0.01) and levels[1] == pytest.approx(-20.0, abs=0.01)
+
+
+def test_level_difference_alternates_and_keeps_the_draws(corpus):
+    equal = bench.build_mixtures(corpus, 4, seed=3, min_s=1.0, max_s=2.0)
+    apart = bench.build_mixtures(corpus, 4, seed=3, min_s=1.0, max_s=2.0, level_db=10.0)
+    for i, (a, b) in enumerate(zip(equal, apart)):
+        assert a["concepts"] == b["concepts"] and a["mixture"].shape == b["mixture"].shape
+        first, second = (_rms_db(s) for s in b["sources"])
+        assert first - second == pytest.approx(10.0 if i % 2 == 0 else -10.0, abs=0.01)
+        assert first + second == pytest.approx(-40.0, abs=0.01)          # straddling -20 dBFS
+        for s_equal, s_apart in zip(a["sources"], b["sources"]):          # the same clips, rescaled
+            ratio = float(s_apart.square().sum().sqrt() / s_equal.square().sum().sqrt())
+            torch.testing.assert_close(s_apart, s_equal * ratio, rtol=0, atol=1e-6)
+        torch.testing.assert_close(b["sources"].sum(0), b["mixture"])
