@@ -58,7 +58,8 @@ SDS, +3.15 against +3.09 dB. So the loss from the split on this prior is not Ada
 Not adopted either: each rendition scaled to unit RMS before the masks (+5.70 against +4.76 dB
 on the twelve mixtures, whose sources have equal RMS by construction, but +4.26 against +4.68
 when the two sources differ by 10 dB), and Wiener masks at other STFT sizes (512 / 2048 samples
-/ the three averaged: +4.45 / +4.77 / +4.72 dB against +4.77 at the default 1024).
+/ the three averaged: +4.45 / +4.77 / +4.72 dB against +4.77 at the default 1024), or the draws'
+masks combined by normalised geometric mean (+4.98 dB) or by summed rendition power (+3.66 dB).
 
 How the loss defaults were chosen (``init="mixture"``, decoded directly; oracle prior of ``tests/test_separate.py``: exact
 autoencoder, SDS target = the true source; 3 source pairs x 2 seeds, 4000
