@@ -37,7 +37,8 @@ Usage::
 
     python benchmarks/separation.py [--corpus /work/data/corpus] [--prior embedded] [--assets DIR]
         [--n-mixtures 20] [--steps 200] [--lr 0.25] [--output wiener] [--seed 0] [--window-s S] [--gamma 0.3]
-        [--lr-schedule constant|cosine] [--mask-refinements 0] [--level-db 0] [--judge JUDGE.safetensors]
+        [--sds-target source|mixture_split] [--lr-schedule constant|cosine] [--mask-refinements 0]
+        [--level-db 0] [--judge JUDGE.safetensors]
         [--device cpu] [--threads 1] [--json RESULTS.json] [--split heldout|train] [--t-max T]
         [--methods sds,rec,mask,mask+sds,mask-only,mask-res,mask-res+sds]
 """
@@ -227,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--t-max", type=float, default=None, help="the SDS objectives' highest noise level")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated subset of {', '.join(METHODS)} (default: all)")
+    parser.add_argument("--sds-target", default=SeparationConfig().sds_target, choices=["source", "mixture_split"],
+                        help="what the SDS terms pull each source toward (the SDS methods)")
     parser.add_argument("--lr-schedule", default=SeparationConfig().lr_schedule, choices=["constant", "cosine"])
     parser.add_argument("--mask-refinements", type=int, default=SeparationConfig().mask_refinements,
                         help="refinement passes of the prior-mask split (the prior-mask methods)")
@@ -258,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                                   level_db=args.level_db)
         base = SeparationConfig(steps=args.steps, lr=args.lr, output=args.output, seed=args.seed, window_s=args.window_s,
                                 lr_schedule=args.lr_schedule, mask_refinements=args.mask_refinements,
+                                sds_target=args.sds_target,
                                 checkpoint_every=0)
         if args.t_max is not None:
             base = dataclasses.replace(base, sds=dataclasses.replace(base.sds, t_max=args.t_max))
@@ -303,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     level = f"sources {args.level_db:g} dB apart" if args.level_db else "equal-RMS sources"
     print(f"\nSeparation of {len(mixtures)} two-source mixtures of {clips} clips "
           f"({min(lengths):.1f}-{max(lengths):.1f} s, {level}), prior {getattr(prior, 'name', args.prior)}, "
-          f"{args.steps} steps, lr {args.lr:g} ({args.lr_schedule}), {args.mask_refinements} mask refinement(s), "
+          f"{args.steps} steps, lr {args.lr:g} ({args.lr_schedule}), SDS target {args.sds_target}, "
+          f"{args.mask_refinements} mask refinement(s), "
           f"seed {args.seed}, window {args.window_s or prior.max_duration_s:g} s, "
           f"{2 * len(mixtures)} sources, {time.perf_counter() - t0:.0f} s in all\n")
     print(table(results))

@@ -192,7 +192,7 @@ def _cmd_separate(args: argparse.Namespace) -> int:
         record = separate_file(args.mixture, args.prompt, out, _job_options(args), gamma=args.gamma,
                                init=args.init, residual_decoding=args.decoding == "residual",
                                mask_refinements=args.mask_refinements, lr_schedule=args.lr_schedule,
-                               overwrite=args.overwrite,
+                               sds_target=args.sds_target, overwrite=args.overwrite,
                                resume=args.resume is not None)
     except KeyboardInterrupt:
         print(f"sds-audio: interrupted; continue with: sds-audio separate --resume {out}", file=sys.stderr)
@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="step size over each window's steps: constant (default), or falling to 0 along a half "
                         "cosine")
+    p.add_argument("--sds-target", choices=["source", "mixture_split"], default="source",
+                   help="what each SDS term pulls its source toward: the prior's rendition of it (default), or "
+                        "its part of the mixture split by the masks of all the sources' renditions")
     p.add_argument("--decoding", choices=["residual", "direct"], default="residual",
                    help="each source is its start plus the decoded change of its latents (default), or the "
                         "decoded latents themselves")

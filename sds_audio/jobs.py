@@ -223,12 +223,12 @@ def _separation_curves(history: list[dict[str, Any]], prompts: list[str]) -> dic
 def separate_file(mixture_path: str | Path | None, prompts: list[str] | None, out_dir: str | Path,
                   options: JobOptions | None = None, *, gamma: float = 0.3, init: str = "prior_mask",
                   residual_decoding: bool = True, mask_refinements: int = 0, lr_schedule: str = "constant",
-                  overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
+                  sds_target: str = "source", overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
     """Separate an audio file into one source per prompt; write the run directory.
 
     Writes ``{k:02d}_{prompt}.wav`` per source (24-bit, the input's rate and channels),
     ``report.png`` (mixture and source spectrograms, loss curves) and ``run.json``.
-    ``init``, ``residual_decoding``, ``mask_refinements`` and ``lr_schedule`` are
+    ``init``, ``residual_decoding``, ``mask_refinements``, ``lr_schedule`` and ``sds_target`` are
     :class:`~sds_audio.tasks.separate.SeparationConfig`'s (``init``: ``"prior_mask"``, ``"mixture"`` or
     ``"split"``). With ``resume=True`` the file, prompts and options come from ``out_dir/run.json``.
     """
@@ -248,15 +248,16 @@ def separate_file(mixture_path: str | Path | None, prompts: list[str] | None, ou
         residual_decoding = record.get("residual_decoding", False)
         mask_refinements = record.get("mask_refinements", 0)
         lr_schedule = record.get("lr_schedule", "constant")
+        sds_target = record.get("sds_target", "source")
         options = JobOptions(**{**record["options"], "progress": options.progress if options else True})
     else:
         options = options or JobOptions(steps=200, lr=0.25)
         record = {"task": "separate", "mixture": str(mixture_path), "prompts": list(prompts or []), "gamma": gamma,
                   "init": init, "residual_decoding": residual_decoding, "mask_refinements": mask_refinements,
-                  "lr_schedule": lr_schedule, "options": options.to_dict()}
+                  "lr_schedule": lr_schedule, "sds_target": sds_target, "options": options.to_dict()}
     config = SeparationConfig(steps=options.steps, lr=options.lr, gamma=gamma, init=init,
                               residual_decoding=residual_decoding, mask_refinements=mask_refinements,
-                              lr_schedule=lr_schedule, seed=options.seed,
+                              lr_schedule=lr_schedule, sds_target=sds_target, seed=options.seed,
                               sds=SDSConfig(denoise_steps=options.denoise_steps,
                                             guidance_scale=options.guidance_scale,
                                             negative_prompt=options.negative_prompt))

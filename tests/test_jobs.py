@@ -214,10 +214,12 @@ def test_separate_start_options_and_runs_older_than_them(tmp_path, prior_dir, mo
     assert main([*args, "--init", "split", "--decoding", "direct", "-o", str(tmp_path / "direct")]) == 0
     config = json.loads((tmp_path / "direct" / "run.json").read_text())["separation_config"]
     assert (config["init"], config["residual_decoding"]) == ("split", False)
-    assert main([*args, "--mask-refinements", "2", "--lr-schedule", "cosine", "-o", str(tmp_path / "refined")]) == 0
+    assert main([*args, "--mask-refinements", "2", "--lr-schedule", "cosine", "--sds-target", "mixture_split",
+                 "-o", str(tmp_path / "refined")]) == 0
     record = json.loads((tmp_path / "refined" / "run.json").read_text())
     assert record["mask_refinements"] == record["separation_config"]["mask_refinements"] == 2
     assert record["lr_schedule"] == record["separation_config"]["lr_schedule"] == "cosine"
+    assert record["sds_target"] == record["separation_config"]["sds_target"] == "mixture_split"
 
     # a run.json written before --init / --decoding / --mask-refinements existed resumes as those runs ran
     forward = sds.SDSObjective.forward
@@ -226,12 +228,13 @@ def test_separate_start_options_and_runs_older_than_them(tmp_path, prior_dir, mo
     assert main([*args, "--init", "mixture", "--decoding", "direct", "--mask-refinements", "0", "-o", str(old)]) == 130
     monkeypatch.setattr(sds.SDSObjective, "forward", forward)
     record = json.loads((old / "run.json").read_text())
-    del record["init"], record["residual_decoding"], record["mask_refinements"], record["lr_schedule"]
+    for key in ("init", "residual_decoding", "mask_refinements", "lr_schedule", "sds_target"):
+        del record[key]
     (old / "run.json").write_text(json.dumps(record))
     assert main(["separate", "--resume", str(old), "--quiet"]) == 0
     config = json.loads((old / "run.json").read_text())["separation_config"]
-    assert (config["init"], config["residual_decoding"], config["mask_refinements"], config["lr_schedule"]) == \
-        ("mixture", False, 0, "constant")
+    assert (config["init"], config["residual_decoding"], config["mask_refinements"], config["lr_schedule"],
+            config["sds_target"]) == ("mixture", False, 0, "constant", "source")
 
 
 def test_separate_with_zero_steps_writes_the_prior_mask_split(tmp_path, prior_dir):
