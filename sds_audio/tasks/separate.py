@@ -58,7 +58,8 @@ SDS, +3.15 against +3.09 dB. So the loss from the split on this prior is not Ada
 ``sds_target="mixture_split"`` (each SDS term pulls its source toward its part of the mixture, split
 by Wiener masks of all the sources' renditions of that step, instead of toward its own rendition):
 leaky oracle 8.9 / 10.4 against 8.1 / 9.9 dB; the six training mixtures +3.18 dB (+3.47 with the
-cosine schedule) against +3.09, still under the split's +3.82 there; not measured held out.
+cosine schedule) against +3.09, still under the split's +3.82 there; held out (first 10 mixtures,
+with cosine) +2.19 against +3.17 for the split alone.
 Not adopted either: each rendition scaled to unit RMS before the masks (+5.70 against +4.76 dB
 on the twelve mixtures, whose sources have equal RMS by construction, but +4.26 against +4.68
 when the two sources differ by 10 dB), and Wiener masks at other STFT sizes (512 / 2048 samples
