@@ -63,7 +63,7 @@ from sds_audio.corpus.dataset import read_concepts, read_manifest
 from sds_audio.errors import SDSAudioError
 from sds_audio.metrics import sdr, si_sdr_improvement
 from sds_audio.priors.base import Prior
-from sds_audio.tasks.separate import SeparationConfig, separate
+from sds_audio.tasks.separate import LR_SCHEDULES, SDS_TARGETS, SeparationConfig, separate
 
 SAMPLE_RATE = 22050
 SOURCE_RMS = 0.1          # -20 dBFS
@@ -228,9 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--t-max", type=float, default=None, help="the SDS objectives' highest noise level")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated subset of {', '.join(METHODS)} (default: all)")
-    parser.add_argument("--sds-target", default=SeparationConfig().sds_target, choices=["source", "mixture_split"],
+    parser.add_argument("--sds-target", default=SeparationConfig().sds_target, choices=SDS_TARGETS,
                         help="what the SDS terms pull each source toward (the SDS methods)")
-    parser.add_argument("--lr-schedule", default=SeparationConfig().lr_schedule, choices=["constant", "cosine"])
+    parser.add_argument("--lr-schedule", default=SeparationConfig().lr_schedule, choices=LR_SCHEDULES)
     parser.add_argument("--mask-refinements", type=int, default=SeparationConfig().mask_refinements,
                         help="refinement passes of the prior-mask split (the prior-mask methods)")
     parser.add_argument("--level-db", type=float, default=0.0,

@@ -236,28 +236,24 @@ def separate_file(mixture_path: str | Path | None, prompts: list[str] | None, ou
     from .report import write_report
     from .sds import SDSConfig
     from .tasks.separate import CHECKPOINT_NAME as SEPARATION_CHECKPOINT
-    from .tasks.separate import SeparationConfig, check_mixture, check_prompts, separate
+    from .tasks.separate import OPTIONS_ADDED_LATER, SeparationConfig, check_mixture, check_prompts, separate
 
+    choices = {"init": init, "residual_decoding": residual_decoding, "mask_refinements": mask_refinements,
+               "lr_schedule": lr_schedule, "sds_target": sds_target}
     if resume:
         run = RunDirectory(out_dir, resume=True)
         record = run.read()
         if record.get("task") != "separate":
             raise SDSAudioError(f"{run.path} holds a {record.get('task')!r} run, not a separation run")
         mixture_path, prompts, gamma = record["mixture"], record["prompts"], record["gamma"]
-        init = record.get("init", "mixture")                # run.json files older than the options
-        residual_decoding = record.get("residual_decoding", False)
-        mask_refinements = record.get("mask_refinements", 0)
-        lr_schedule = record.get("lr_schedule", "constant")
-        sds_target = record.get("sds_target", "source")
+        older = {"init": "mixture", "residual_decoding": False, **OPTIONS_ADDED_LATER}   # runs before the options
+        choices = {name: record.get(name, older[name]) for name in choices}
         options = JobOptions(**{**record["options"], "progress": options.progress if options else True})
     else:
         options = options or JobOptions(steps=200, lr=0.25)
         record = {"task": "separate", "mixture": str(mixture_path), "prompts": list(prompts or []), "gamma": gamma,
-                  "init": init, "residual_decoding": residual_decoding, "mask_refinements": mask_refinements,
-                  "lr_schedule": lr_schedule, "sds_target": sds_target, "options": options.to_dict()}
-    config = SeparationConfig(steps=options.steps, lr=options.lr, gamma=gamma, init=init,
-                              residual_decoding=residual_decoding, mask_refinements=mask_refinements,
-                              lr_schedule=lr_schedule, sds_target=sds_target, seed=options.seed,
+                  **choices, "options": options.to_dict()}
+    config = SeparationConfig(steps=options.steps, lr=options.lr, gamma=gamma, **choices, seed=options.seed,
                               sds=SDSConfig(denoise_steps=options.denoise_steps,
                                             guidance_scale=options.guidance_scale,
                                             negative_prompt=options.negative_prompt))

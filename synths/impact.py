@@ -153,12 +153,12 @@ class ImpactSynth(Synth):
         at_mode = (1 - w) * target_spectrum[lo] + w * target_spectrum[lo + 1]       # linear interpolation
         audible = dsp.nyquist_gain(freq, self.sample_rate)
         usefulness, strength = at_mode * audible, amp * audible
-        # a mode within two bins of a stronger one only doubles that one's partial: idle too
-        order = strength.argsort(dim=-1, descending=True, stable=True)
-        f_sorted = freq.gather(-1, order)
-        near = (f_sorted.unsqueeze(-1) - f_sorted.unsqueeze(-2)).abs() <= 2 * hz_per_bin
-        shadowed = (near & torch.ones_like(near).tril(-1)).any(-1)            # a stronger mode is near
-        usefulness = usefulness.scatter(-1, order, usefulness.gather(-1, order).masked_fill(shadowed, 0.0))
+        # a mode within two bins of a stronger one (ties: of a lower index) only doubles that one's
+        # partial: idle too. [b, i, j]: is mode j near / ahead of mode i
+        near = (freq.unsqueeze(-1) - freq.unsqueeze(-2)).abs() <= 2 * hz_per_bin
+        s_i, s_j = strength.unsqueeze(-1), strength.unsqueeze(-2)
+        ahead = (s_j > s_i) | ((s_j == s_i) & torch.ones_like(near[0]).tril(-1))
+        usefulness = usefulness.masked_fill((near & ahead).any(-1), 0.0)
         residual = (target_spectrum - spectra).clamp(min=0)
         n_move = max(1, int(round(fraction * self.n_modes)))
         names = ("mode_freq_hz", "mode_decay_s", "mode_amp")

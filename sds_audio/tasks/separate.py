@@ -596,7 +596,8 @@ class _Window:
         x = self.synth(self.n_samples).float()
         return x if self.offset is None else x + self.offset
 
-    def step(self, progress: float) -> dict[str, Any]:
+    def step(self, step: int) -> dict[str, Any]:
+        progress = step / max(1, self.config.steps - 1)
         x = self.render()                                                # (K, C', n)
         loss_rec = _reconstruction_loss(self.rec, self.config.rec_waveform_weight, x.sum(dim=0, keepdim=True),
                                         self.chunk.unsqueeze(0)) / self.level
@@ -606,7 +607,8 @@ class _Window:
         rate = int(self.prior.sample_rate)
         results = [objective(x[i:i + 1], rate, progress=progress) for i, objective in enumerate(self.objectives)]
         if results and self.config.sds_target == "mixture_split":
-            # every source's rendition (first draw) votes in one Wiener split of the mixture
+            # every source's rendition (first draw) votes in one Wiener split of the mixture; the
+            # objectives' own surrogates go unused (their extra cost is a few STFTs)
             parts = wiener_remix(torch.cat([r.x_hat for r in results]).to(self.chunk.dtype), self.chunk, rate)
         for i, (objective, result) in enumerate(zip(self.objectives, results)):
             if self.config.sds_target == "mixture_split":
@@ -620,9 +622,8 @@ class _Window:
                 loss_sds[i] = float(result.item_loss.sum())
             ts[i] = float(result.t.mean())
         if self.config.lr_schedule == "cosine":                         # step i of N: lr (1 + cos(pi i / N)) / 2
-            done = progress * max(1, self.config.steps - 1) / self.config.steps
             for group in self.optimizer.param_groups:
-                group["lr"] = self.lr * 0.5 * (1.0 + math.cos(math.pi * done))
+                group["lr"] = self.lr * 0.5 * (1.0 + math.cos(math.pi * step / self.config.steps))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -748,7 +749,7 @@ def separate(mixture: torch.Tensor, prompts: Sequence[str], prior: Prior, config
                     raise SDSAudioError(f"cannot resume from {ckpt_path}: the checkpoint lacks the window's state")
                 current.load_state(pending, ckpt_path)
             while completed < config.steps:
-                entry = {"window": w, "step": completed, **current.step(completed / max(1, config.steps - 1))}
+                entry = {"window": w, "step": completed, **current.step(completed)}
                 history.append(entry)
                 completed += 1
                 bar.update(1)
