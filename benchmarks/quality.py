@@ -16,7 +16,7 @@ speed      wall time of ``sds-audio fm "kick drum, bass, reverb" -o DIR`` with
            default settings (a fresh process: imports, model loading and the run).
 
 Usage: python benchmarks/quality.py [--prior embedded] [--seeds 3] [--steps 150] [--json out.json]
-       [--runs-cache runs.json] [--speed-runs 3] [--codec-precision float32 auto]
+       [--runs-cache runs.json] [--speed-runs 3] [--codec-precision float32 auto] [--device cpu]
 """
 
 from __future__ import annotations
@@ -102,6 +102,8 @@ def section_quality(prior, judge, args) -> dict:
     autocast = getattr(prior, "codec_autocast", None)
     settings = {"prior": args.prior, "steps": args.steps, "restarts": args.restarts, "duration_s": args.duration_s,
                 "codec_autocast": None if autocast is None else str(autocast)}
+    if args.device != "cpu":                                # CPU runs keep the old cache key
+        settings["device"] = args.device
     overrides = {}
     if (args.denoise_steps, args.cfg) != (4, 5.0):          # the command's defaults keep the old cache key
         overrides = {"denoise_steps": args.denoise_steps, "guidance_scale": args.cfg}
@@ -243,6 +245,7 @@ def main() -> int:
     parser.add_argument("--codec-precision", nargs="+", default=["auto"], choices=["auto", "float32", "bfloat16"],
                         help="speed section: the embedded prior's codec precision(s), runs alternating")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="quality / ablations sections: cpu, cuda, ...")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--runs-cache", type=Path, default=None,
                         help="quality / ablations sections: save each run here as it ends; a rerun resumes")
@@ -252,7 +255,7 @@ def main() -> int:
     out: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
     try:
         if sections & {"quality", "ablations"}:
-            prior = load_prior(args.prior)
+            prior = load_prior(args.prior, device=args.device)
             judge, desc = load_judge_scorer(True, prior.device)
             if judge is None:
                 raise SDSAudioError(f"the judge is {desc}; train it with `sds-audio train judge`")

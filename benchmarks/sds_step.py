@@ -21,10 +21,16 @@ For each clip duration and number of denoising steps ``k`` it prints medians of:
 * their ratio (goal: SDS <= 1.3 x generation) and the peak memory (CUDA: peak
   allocated per row; CPU: the process's peak resident set so far).
 
+With ``--preset-steps N`` it then times a whole prompt-to-preset run at that size:
+:func:`sds_audio.tasks.synthesize.synthesize` of an ``FMSynth`` (4 restarts, 1.5 s,
+the task's default SDS options: ``k = 4``, guidance 5, no judge, no checkpoints)
+for ``N`` steps, and prints its wall time, seconds per step and peak memory.
+
 Usage::
 
     python benchmarks/sds_step.py --device cuda --dtype bf16 --repeats 5
     python benchmarks/sds_step.py --device cpu --dtype fp32 --repeats 1 --durations 1 10
+    python benchmarks/sds_step.py --device cuda --durations 1 --steps 4 --preset-steps 150
 """
 
 from __future__ import annotations
@@ -184,6 +190,24 @@ def time_pipeline(pipe, prior, duration_s: float, steps: int, repeats: int, guid
         peak_memory_gib(device)
 
 
+def time_preset(prior, steps: int) -> tuple[float, float, float]:
+    """Wall time, peak memory and clip length of ``steps`` prompt-to-preset steps (FM, 4 restarts,
+    1.5 s or the prior's maximum if shorter)."""
+    from sds_audio.synths import FMSynth
+    from sds_audio.tasks.synthesize import SynthesisConfig, synthesize
+
+    device = prior.device
+    synth = FMSynth(sample_rate=int(prior.sample_rate), channels=int(prior.channels))
+    duration_s = min(1.5, float(prior.max_duration_s))
+    config = SynthesisConfig(steps=steps, restarts=4, duration_s=duration_s, judge_every=0, checkpoint_every=0)
+    clock = Clock(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with clock("run"):
+        synthesize(synth, PROMPT, prior, config, progress=False)
+    return clock.totals["run"], peak_memory_gib(device), duration_s
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -194,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--guidance", type=float, default=7.0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--tiny", action="store_true", help="toy-sized models (smoke test of this script)")
+    parser.add_argument("--preset-steps", type=int, default=0,
+                        help="also time a prompt-to-FM-preset run of this many steps at this size (0: skip)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -235,6 +261,10 @@ def main(argv: list[str] | None = None) -> None:
             cells += [f"{sds['total'] / gen['gen']:.2f}", f"{sds_mem:.2f}", f"{gen_mem:.2f}"]
             print("| " + " | ".join(cells) + " |", flush=True)
     print("# times in seconds (medians); ratio = sds_total / pipeline; goal ratio <= 1.3", flush=True)
+    if args.preset_steps:
+        seconds, peak, duration_s = time_preset(prior, args.preset_steps)
+        print(f"# prompt to FM preset ({PROMPT!r}, 4 restarts, {duration_s:g} s, k=4, guidance 5): {args.preset_steps} steps "
+              f"in {seconds:.1f} s ({seconds / args.preset_steps:.3f} s / step), peak {peak:.2f} GiB", flush=True)
 
 
 if __name__ == "__main__":
