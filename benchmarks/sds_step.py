@@ -263,8 +263,8 @@ def main(argv: list[str] | None = None) -> None:
     print("# times in seconds (medians); ratio = sds_total / pipeline; goal ratio <= 1.3", flush=True)
     if args.preset_steps:
         seconds, peak, duration_s = time_preset(prior, args.preset_steps)
-        print(f"# prompt to FM preset ({PROMPT!r}, 4 restarts, {duration_s:g} s, k=4, guidance 5): {args.preset_steps} steps "
-              f"in {seconds:.1f} s ({seconds / args.preset_steps:.3f} s / step), peak {peak:.2f} GiB", flush=True)
+        print(f"# prompt to FM preset ({PROMPT!r}, 4 restarts, {duration_s:g} s, k=4, guidance 5): "
+              f"{args.preset_steps} steps in {seconds:.1f} s ({seconds / args.preset_steps:.3f} s / step), peak {peak:.2f} GiB", flush=True)
 
 
 if __name__ == "__main__":
