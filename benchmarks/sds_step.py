@@ -24,19 +24,24 @@ For each clip duration and number of denoising steps ``k`` it prints medians of:
 With ``--preset-steps N`` it then times a whole prompt-to-preset run at that size:
 :func:`sds_audio.tasks.synthesize.synthesize` of an ``FMSynth`` (4 restarts, 1.5 s,
 the task's default SDS options: ``k = 4``, guidance 5, no judge, no checkpoints)
-for ``N`` steps, and prints its wall time, seconds per step and peak memory.
+for ``N`` steps, and prints its wall time, seconds per step and peak memory. With
+``--separate-steps N`` it times :func:`sds_audio.tasks.separate.separate` of a 10 s
+two-source mixture (a decaying 110 Hz tone plus 8 Hz noise bursts; 10 s or the prior's
+maximum if shorter) under two prompts for ``N`` steps with the default
+:class:`~sds_audio.tasks.separate.SeparationConfig` (prior-mask start included).
 
 Usage::
 
     python benchmarks/sds_step.py --device cuda --dtype bf16 --repeats 5
     python benchmarks/sds_step.py --device cpu --dtype fp32 --repeats 1 --durations 1 10
-    python benchmarks/sds_step.py --device cuda --durations 1 --steps 4 --preset-steps 150
+    python benchmarks/sds_step.py --device cuda --durations 1 --steps 4 --preset-steps 150 --separate-steps 200
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
 import resource
 import statistics
 import sys
@@ -208,6 +213,27 @@ def time_preset(prior, steps: int) -> tuple[float, float, float]:
     return clock.totals["run"], peak_memory_gib(device), duration_s
 
 
+def time_separation(prior, steps: int) -> tuple[float, float, float]:
+    """Wall time, peak memory and mixture length of a ``steps``-step two-prompt separation."""
+    from sds_audio.tasks.separate import SeparationConfig, separate
+
+    device = prior.device
+    sr = int(prior.sample_rate)
+    n = int(min(10.0, float(prior.max_duration_s)) * sr)
+    g = torch.Generator().manual_seed(0)
+    time_s = torch.arange(n) / sr
+    tone = 0.3 * torch.sin(2 * math.pi * 110.0 * time_s) * torch.exp(-3.0 * (time_s % 2.0))
+    bursts = 0.1 * torch.randn(n, generator=g) * (torch.sin(2 * math.pi * 8.0 * time_s) > 0.6)
+    mixture = (tone + bursts).expand(int(prior.channels), n).clone()
+    clock = Clock(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with clock("run"):
+        separate(mixture, ["kick drum, bass", "noise hit"], prior, SeparationConfig(steps=steps), sample_rate=sr,
+                 progress=False)
+    return clock.totals["run"], peak_memory_gib(device), n / sr
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -220,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiny", action="store_true", help="toy-sized models (smoke test of this script)")
     parser.add_argument("--preset-steps", type=int, default=0,
                         help="also time a prompt-to-FM-preset run of this many steps at this size (0: skip)")
+    parser.add_argument("--separate-steps", type=int, default=0,
+                        help="also time a two-prompt separation of a 10 s mixture, this many steps (0: skip)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -264,7 +292,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.preset_steps:
         seconds, peak, duration_s = time_preset(prior, args.preset_steps)
         print(f"# prompt to FM preset ({PROMPT!r}, 4 restarts, {duration_s:g} s, k=4, guidance 5): "
-              f"{args.preset_steps} steps in {seconds:.1f} s ({seconds / args.preset_steps:.3f} s / step), peak {peak:.2f} GiB", flush=True)
+              f"{args.preset_steps} steps in {seconds:.1f} s ({seconds / args.preset_steps:.3f} s / step), "
+              f"peak {peak:.2f} GiB", flush=True)
+    if args.separate_steps:
+        seconds, peak, duration_s = time_separation(prior, args.separate_steps)
+        print(f"# separation (2 prompts, {duration_s:g} s mixture, default options): {args.separate_steps} steps "
+              f"in {seconds:.1f} s, peak {peak:.2f} GiB", flush=True)
 
 
 if __name__ == "__main__":
