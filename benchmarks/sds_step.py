@@ -195,6 +195,16 @@ def time_pipeline(pipe, prior, duration_s: float, steps: int, repeats: int, guid
         peak_memory_gib(device)
 
 
+def time_once(device: torch.device, run) -> tuple[float, float]:
+    """Wall time of one call of ``run()`` and the peak memory (CUDA: reset first)."""
+    clock = Clock(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with clock("run"):
+        run()
+    return clock.totals["run"], peak_memory_gib(device)
+
+
 def time_preset(prior, steps: int) -> tuple[float, float, float]:
     """Wall time, peak memory and clip length of ``steps`` prompt-to-preset steps (FM, 4 restarts,
     1.5 s or the prior's maximum if shorter)."""
@@ -205,12 +215,8 @@ def time_preset(prior, steps: int) -> tuple[float, float, float]:
     synth = FMSynth(sample_rate=int(prior.sample_rate), channels=int(prior.channels))
     duration_s = min(1.5, float(prior.max_duration_s))
     config = SynthesisConfig(steps=steps, restarts=4, duration_s=duration_s, judge_every=0, checkpoint_every=0)
-    clock = Clock(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    with clock("run"):
-        synthesize(synth, PROMPT, prior, config, progress=False)
-    return clock.totals["run"], peak_memory_gib(device), duration_s
+    seconds, peak = time_once(device, lambda: synthesize(synth, PROMPT, prior, config, progress=False))
+    return seconds, peak, duration_s
 
 
 def time_separation(prior, steps: int) -> tuple[float, float, float]:
@@ -225,13 +231,9 @@ def time_separation(prior, steps: int) -> tuple[float, float, float]:
     tone = 0.3 * torch.sin(2 * math.pi * 110.0 * time_s) * torch.exp(-3.0 * (time_s % 2.0))
     bursts = 0.1 * torch.randn(n, generator=g) * (torch.sin(2 * math.pi * 8.0 * time_s) > 0.6)
     mixture = (tone + bursts).expand(int(prior.channels), n).clone()
-    clock = Clock(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    with clock("run"):
-        separate(mixture, ["kick drum, bass", "noise hit"], prior, SeparationConfig(steps=steps), sample_rate=sr,
-                 progress=False)
-    return clock.totals["run"], peak_memory_gib(device), n / sr
+    seconds, peak = time_once(device, lambda: separate(mixture, ["kick drum, bass", "noise hit"], prior,
+                                                       SeparationConfig(steps=steps), sample_rate=sr, progress=False))
+    return seconds, peak, n / sr
 
 
 def main(argv: list[str] | None = None) -> None:

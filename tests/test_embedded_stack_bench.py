@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from sds_audio.errors import SDSAudioError
 from sds_audio.judge import JudgeConfig, JudgeModel, evaluate_judge, save_judge
 from bench_loader import load_benchmark  # tests/ is on pytest's pythonpath
+from tiny_corpus import write_corpus
 from tiny_embedded import build_parts, write_prior_dir
 
 SR = 22050
@@ -51,22 +51,11 @@ def _clip(concept: str, rng: np.random.Generator) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("stack_corpus")
-    (root / "audio").mkdir()
     rng = np.random.default_rng(0)
-    records = []
-    for c in CONCEPTS:
-        for i in range(N_TRAIN + N_HELDOUT):
-            audio = _clip(c["concept"], rng).astype(np.float32)
-            clip_id = f"{c['concept']}_{i}"
-            sf.write(root / "audio" / f"{clip_id}.wav", audio, SR, subtype="PCM_16")
-            records.append({"id": clip_id, "path": f"audio/{clip_id}.wav", "concept": c["concept"],
-                            "caption": f"{c['prompt']} number {i}", "split": "train" if i < N_TRAIN else "heldout",
-                            "source": "procedural", "duration_s": audio.shape[0] / SR, "sample_rate": SR,
-                            "attributes": {}})
-    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (root / "concepts.json").write_text(json.dumps(CONCEPTS))
-    return root
+    clips = ((f"{c['concept']}_{i}", c["concept"], f"{c['prompt']} number {i}",
+              "train" if i < N_TRAIN else "heldout", _clip(c["concept"], rng))
+             for c in CONCEPTS for i in range(N_TRAIN + N_HELDOUT))
+    return write_corpus(tmp_path_factory.mktemp("stack_corpus"), clips, CONCEPTS, SR)
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from sds_audio import judge as judge_mod
 from sds_audio.errors import SDSAudioError
 from sds_audio.judge import (JudgeConfig, JudgeModel, classify, embed_audio, evaluate_judge, judge_score,
                              load_judge, save_judge, train_judge)
+from tiny_corpus import write_corpus  # tests/ is on pytest's pythonpath
 
 SR = 22050
 TINY = JudgeConfig(n_fft=512, hop_length=128, n_mels=32, channels=(8, 16), head_dim=32, embed_dim=16,
@@ -40,22 +40,17 @@ def _noise(rs: np.random.Generator, n: int, amp: float) -> np.ndarray:
 def write_tiny_corpus(root: Path, n_per_concept: int = 10, n_heldout: int = 3, seed: int = 0) -> Path:
     """A corpus in the shared format: sine tones vs white noise, 0.3-0.8 s, 16-bit mono WAV."""
     rs = np.random.default_rng(seed)
-    (root / "audio").mkdir(parents=True, exist_ok=True)
-    lines = []
-    for concept in ("sine", "noise"):
-        for i in range(n_per_concept + n_heldout):
-            n = int(rs.uniform(0.3, 0.8) * SR)
-            amp = float(rs.uniform(0.1, 0.8))
-            audio = _sine(float(rs.uniform(200, 3000)), n, amp) if concept == "sine" else _noise(rs, n, amp)
-            cid = f"{concept}_{i:03d}"
-            sf.write(str(root / "audio" / f"{cid}.wav"), audio, SR, subtype="PCM_16")
-            lines.append(json.dumps({
-                "id": cid, "path": f"audio/{cid}.wav", "concept": concept,
-                "caption": CAPTIONS[concept][i % 3], "split": "train" if i < n_per_concept else "heldout",
-                "source": "procedural", "duration_s": n / SR, "sample_rate": SR, "attributes": {}}))
-    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
-    (root / "concepts.json").write_text(json.dumps(CONCEPTS))
-    return root
+
+    def clips():
+        for concept in ("sine", "noise"):
+            for i in range(n_per_concept + n_heldout):
+                n = int(rs.uniform(0.3, 0.8) * SR)
+                amp = float(rs.uniform(0.1, 0.8))
+                audio = _sine(float(rs.uniform(200, 3000)), n, amp) if concept == "sine" else _noise(rs, n, amp)
+                yield (f"{concept}_{i:03d}", concept, CAPTIONS[concept][i % 3],
+                       "train" if i < n_per_concept else "heldout", audio)
+
+    return write_corpus(root, clips(), CONCEPTS, SR)
 
 
 @pytest.fixture(scope="module")

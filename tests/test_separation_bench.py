@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from bench_loader import load_benchmark  # tests/ is on pytest's pythonpath
+from tiny_corpus import write_corpus
 
 SR = 22050
 CONCEPTS = [{"concept": "sine", "prompt": "a sine tone"}, {"concept": "noise", "prompt": "white noise"},
@@ -22,23 +21,17 @@ bench = load_benchmark("separation")
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("separation_corpus")
-    (root / "audio").mkdir()
     rng = np.random.default_rng(0)
-    records = []
-    for c in CONCEPTS:
-        for i in range(3):
-            t = np.arange(int(rng.uniform(0.5, 1.0) * SR)) / SR
-            audio = {"sine": 0.5 * np.sin(2 * np.pi * 440 * t), "noise": 0.2 * rng.standard_normal(t.shape[0]),
-                     "buzz": 0.3 * np.sign(np.sin(2 * np.pi * 150 * t))}[c["concept"]]
-            clip_id = f"{c['concept']}_{i}"
-            sf.write(root / "audio" / f"{clip_id}.wav", audio.astype(np.float32), SR, subtype="PCM_16")
-            records.append({"id": clip_id, "path": f"audio/{clip_id}.wav", "concept": c["concept"],
-                            "caption": c["prompt"], "split": "heldout" if i < 2 else "train", "source": "procedural",
-                            "duration_s": audio.shape[0] / SR, "sample_rate": SR, "attributes": {}})
-    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (root / "concepts.json").write_text(json.dumps(CONCEPTS))
-    return root
+
+    def clips():
+        for c in CONCEPTS:
+            for i in range(3):
+                t = np.arange(int(rng.uniform(0.5, 1.0) * SR)) / SR
+                audio = {"sine": 0.5 * np.sin(2 * np.pi * 440 * t), "noise": 0.2 * rng.standard_normal(t.shape[0]),
+                         "buzz": 0.3 * np.sign(np.sin(2 * np.pi * 150 * t))}[c["concept"]]
+                yield f"{c['concept']}_{i}", c["concept"], c["prompt"], "heldout" if i < 2 else "train", audio
+
+    return write_corpus(tmp_path_factory.mktemp("separation_corpus"), clips(), CONCEPTS, SR)
 
 
 def _rms_db(x: torch.Tensor) -> float:
