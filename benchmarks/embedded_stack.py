@@ -449,7 +449,7 @@ class TextVariant:
       picks the concept's training caption nearest the prompt, which replaces the prompt;
     * ``concept-pooled``: the same caption's pooled embedding, with the prompt's own tokens.
     * ``concept-both``: that pooled embedding; cross-attention to the caption's tokens followed by the prompt's
-      (what :class:`EmbeddedPrior` did in session 11);
+      (what :class:`EmbeddedPrior` does with ``anchor="caption"``);
     * ``concept-centroid``: the predicted concept's centroid (unit mean of its captions' pooled embeddings) as
       the pooled input, cross-attention as ``concept-both`` (what :class:`EmbeddedPrior` does with a flow file
       that carries its anchor). The concept-* probes are for files without one, or with ``--anchor off``.

@@ -38,20 +38,22 @@ fm, mrstft (plain Adam = match default)  47.0 %        1 / 10        44 %       
 fm, mrstft, frequency lr x0.1 (4 seeds)  34.4 %        0 / 4         41 %                 107
 fm, mrstft+ot                           42.4 %        1 / 10        46 %                 285
 impact, mrstft, plain Adam              77.9 %        4 / 10        73 %                 229
-impact, mrstft, match defaults (s. 14)  85.4 %        7 / 10        76 %                 76
+impact, mrstft, defaults of 2026-11-30  85.4 %        7 / 10        76 %                 76
 impact, mrstft, match defaults          **83.7 %**    **8 / 10**    76 %                 33
 impact, mrstft+ot                       75.1 %        1 / 10        68 %                 312
 ======================================  ============  ============  ===================  ==============
 
-(Rows measured in different sessions under different loads; compare the reductions, not the
-seconds. Plain Adam is ``--reseed 0 --frequency-lr-scale 1``; through ``match`` it reproduces the
-earlier hand-written loop's numbers exactly.) ImpactSynth with the match defaults, ``vs random``:
-median 85.5 %, 8 / 10 seeds >= 80 % (session 14, before a mode doubling a stronger one counted as
-idle: 82.6 %, 5 / 10). How the defaults were chosen (seeds 0-4, an earlier rule that
-moved the *weakest* modes): plain 76.2 % (2 / 5 >= 80 %); 3 re-seedings of 25 % 83.8 % (3 / 5); 6
-of 25 % 82.3 % (3 / 5); 3 of 50 % 85.4 % (3 / 5); frequency lr x0.1 with 3 of 25 % 84.8 % (4 / 5),
-with 3 of 50 % 88.1 % (4 / 5); x0.3 was no better than x1 on seeds 0-1. The final rule moves the
-modes that sit where the target is quietest (a mode on a target partial stays however weak).
+(Rows measured on different days under different loads; compare the reductions, not the seconds.
+Plain Adam is ``--reseed 0 --frequency-lr-scale 1``; through ``match`` it reproduces exactly the
+numbers of the hand-written Adam loop this benchmark ran before commit cf5e89e (2026-11-30).)
+ImpactSynth with the match defaults, ``vs random``: median 85.5 %, 8 / 10 seeds >= 80 %
+(2026-12-04, commit 6c67419; the defaults of 2026-11-30, under which a mode doubling a stronger one
+did not count as idle: 82.6 %, 5 / 10). How the defaults were chosen (seeds 0-4, an earlier rule
+that moved the *weakest* modes): plain 76.2 % (2 / 5 >= 80 %); 3 re-seedings of 25 % 83.8 %
+(3 / 5); 6 of 25 % 82.3 % (3 / 5); 3 of 50 % 85.4 % (3 / 5); frequency lr x0.1 with 3 of 25 %
+84.8 % (4 / 5), with 3 of 50 % 88.1 % (4 / 5); x0.3 was no better than x1 on seeds 0-1. The final
+rule moves the modes that sit where the target is quietest (a mode on a target partial stays
+however weak).
 Why the smaller step: Adam moves every unconstrained value by about ``lr`` per step whatever the
 gradient, which on a log-frequency range is a jump of ~10 % of the frequency; once re-seeding has
 put a mode on a partial, such jumps throw it off again. FM has no re-seeding, and there the big

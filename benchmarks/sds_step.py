@@ -6,7 +6,10 @@ a 768-wide projection model with seconds range [0, 512], a T5-base-sized
 ``T5EncoderModel`` and a local word-level tokenizer with 128 tokens), so no
 weights are needed: timings do not depend on weight values.
 
-For each clip duration and number of denoising steps ``k`` it prints medians of:
+For each clip duration, number of denoising steps ``k`` and denoising window
+(``--windows``: ``full``, the prior's default, runs the DiT on the transformer's
+whole ``sample_size`` window as the pipeline does; ``clip`` on the clip's frames
+only) it prints medians of:
 
 * the SDS update split into encode / denoise (``k`` guided DiT evaluations) /
   decode / spectral loss (STFTs of render and target, loss, audio-space
@@ -14,12 +17,16 @@ For each clip duration and number of denoising steps ``k`` it prints medians of:
   44.1 kHz: no renderer cost is included),
 * the same-duration generation of ``diffusers.StableAudioPipeline`` built from the
   same components with ``num_inference_steps=k`` (prompt encoding, ``k`` guided
-  DiT evaluations, decode; the DiT's ``sample_size`` is set to the clip's latent
-  length so both sides process the same number of frames),
+  DiT evaluations, decode), on the same number of frames as the SDS row: its own
+  full ``sample_size`` window for ``full`` rows (what the pipeline always does),
+  the DiT's ``sample_size`` set to the clip's latent length for ``clip`` rows;
   with its own split (prompt encoding, DiT evaluations, decode; the rest of
   ``pipeline`` is the scheduler and latent preparation),
 * their ratio (goal: SDS <= 1.3 x generation) and the peak memory (CUDA: peak
   allocated per row; CPU: the process's peak resident set so far).
+
+A last table gives, per duration and ``k``, the full window's SDS time over the
+clip window's (the cost of denoising as the pipeline does).
 
 With ``--preset-steps N`` it then times a whole prompt-to-preset run at that size:
 :func:`sds_audio.tasks.synthesize.synthesize` of an ``FMSynth`` (4 restarts, 1.5 s,
@@ -34,6 +41,7 @@ Usage::
 
     python benchmarks/sds_step.py --device cuda --dtype bf16 --repeats 5
     python benchmarks/sds_step.py --device cpu --dtype fp32 --repeats 1 --durations 1 10
+    python benchmarks/sds_step.py --tiny --device cpu --threads 1 --durations 0.5 1 --steps 1 4
     python benchmarks/sds_step.py --device cuda --durations 1 --steps 4 --preset-steps 150 --separate-steps 200
 """
 
@@ -171,10 +179,13 @@ def time_sds(prior, duration_s: float, steps: int, repeats: int, guidance: float
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}, peak_memory_gib(device)
 
 
-def time_pipeline(pipe, prior, duration_s: float, steps: int, repeats: int, guidance: float) -> tuple[dict, float]:
-    """Median generation time, split into prompt encoding / DiT evaluations / decode (rest: scheduler etc.)."""
+def time_pipeline(pipe, prior, duration_s: float, steps: int, repeats: int, guidance: float,
+                  n_frames: int) -> tuple[dict, float]:
+    """Median generation time, split into prompt encoding / DiT evaluations / decode (rest: scheduler etc.),
+    with the DiT's window set to ``n_frames`` latent frames (restored afterwards)."""
     device = prior.device
-    pipe.transformer.register_to_config(sample_size=prior.latent_length(int(round(duration_s * prior.sample_rate))))
+    full_frames = int(pipe.transformer.config.sample_size)
+    pipe.transformer.register_to_config(sample_size=int(n_frames))
     clock = Clock(device)
     clock.wrap(pipe, "encode_prompt", "text")
     clock.wrap(pipe.transformer, "forward", "dit")
@@ -191,6 +202,7 @@ def time_pipeline(pipe, prior, duration_s: float, steps: int, repeats: int, guid
             rows.append(dict(clock.totals))
     for obj, name in ((pipe, "encode_prompt"), (pipe.transformer, "forward"), (pipe.vae, "decode")):
         delattr(obj, name)
+    pipe.transformer.register_to_config(sample_size=full_frames)
     return {k: statistics.median(r.get(k, 0.0) for r in rows) for k in ("gen", "text", "dit", "decode")}, \
         peak_memory_gib(device)
 
@@ -243,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--durations", type=float, nargs="+", default=[1.0, 10.0])
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--windows", nargs="+", choices=("full", "clip"), default=["full", "clip"],
+                        help="denoising windows to time (full: the prior's default)")
     parser.add_argument("--guidance", type=float, default=7.0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--tiny", action="store_true", help="toy-sized models (smoke test of this script)")
@@ -266,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     components = build_components(tiny=args.tiny)
     prior = StableAudioOpenPrior(**components, device=device, dtype=dtype)
+    priors = {"full": prior, "clip": StableAudioOpenPrior(**components, device=device, dtype=dtype, window="clip")}
     text_encoder = copy.deepcopy(prior.text_encoder).to(dtype)  # the pipeline runs T5 in the pipeline dtype
     scheduler = CosineDPMSolverMultistepScheduler(**{k: v for k, v in components["scheduler_config"].items()
                                                      if not k.startswith("_")})
@@ -277,20 +292,32 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# device={device} dtype={str(dtype).removeprefix('torch.')} threads={torch.get_num_threads()} "
           f"repeats={args.repeats} guidance={args.guidance} params={n_params / 1e9:.2f}B "
           f"build={time.perf_counter() - t0:.0f}s", flush=True)
-    header = ("dur_s", "k", "encode", "denoise", "decode", "spectral", "backward", "sds_total", "pipe_text",
-              "pipe_dit", "pipe_decode", "pipeline", "ratio", "sds_peak_GiB", "pipe_peak_GiB")
+    header = ("dur_s", "k", "window", "frames", "encode", "denoise", "decode", "spectral", "backward", "sds_total",
+              "pipe_text", "pipe_dit", "pipe_decode", "pipeline", "ratio", "sds_peak_GiB", "pipe_peak_GiB")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header), flush=True)
+    totals: dict[tuple[float, int, str], float] = {}
     for duration in args.durations:
         for steps in args.steps:
-            sds, sds_mem = time_sds(prior, duration, steps, args.repeats, args.guidance)
-            gen, gen_mem = time_pipeline(pipe, prior, duration, steps, args.repeats, args.guidance)
-            cells = [f"{duration:g}", str(steps)] + [f"{sds[k]:.3f}" for k in
-                                                     ("encode", "denoise", "decode", "spectral", "backward", "total")]
-            cells += [f"{gen[k]:.3f}" for k in ("text", "dit", "decode", "gen")]
-            cells += [f"{sds['total'] / gen['gen']:.2f}", f"{sds_mem:.2f}", f"{gen_mem:.2f}"]
-            print("| " + " | ".join(cells) + " |", flush=True)
-    print("# times in seconds (medians); ratio = sds_total / pipeline; goal ratio <= 1.3", flush=True)
+            for window in args.windows:
+                sds, sds_mem = time_sds(priors[window], duration, steps, args.repeats, args.guidance)
+                n_clip = prior.latent_length(int(round(duration * prior.sample_rate)))
+                n_frames = n_clip + priors[window].window.n_pad(n_clip)
+                gen, gen_mem = time_pipeline(pipe, prior, duration, steps, args.repeats, args.guidance, n_frames)
+                totals[duration, steps, window] = sds["total"]
+                cells = [f"{duration:g}", str(steps), window, str(n_frames)]
+                cells += [f"{sds[k]:.3f}" for k in ("encode", "denoise", "decode", "spectral", "backward", "total")]
+                cells += [f"{gen[k]:.3f}" for k in ("text", "dit", "decode", "gen")]
+                cells += [f"{sds['total'] / gen['gen']:.2f}", f"{sds_mem:.2f}", f"{gen_mem:.2f}"]
+                print("| " + " | ".join(cells) + " |", flush=True)
+    print("# times in seconds (medians); frames = latent frames the DiT denoises; ratio = sds_total / pipeline "
+          "on the same frames; goal ratio <= 1.3", flush=True)
+    if set(args.windows) == {"full", "clip"}:
+        print("\n| dur_s | k | sds_total full / clip |\n|---|---|---|")
+        for duration in args.durations:
+            for steps in args.steps:
+                ratio = totals[duration, steps, "full"] / totals[duration, steps, "clip"]
+                print(f"| {duration:g} | {steps} | {ratio:.2f} |", flush=True)
     if args.preset_steps:
         seconds, peak, duration_s = time_preset(prior, args.preset_steps)
         print(f"# prompt to FM preset ({PROMPT!r}, 4 restarts, {duration_s:g} s, k=4, guidance 5): "

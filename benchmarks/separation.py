@@ -28,6 +28,13 @@ Protocol (all seeded by ``--seed``):
    (:func:`sds_audio.metrics.sdr`), over all ``2 * n`` sources; with ``--judge
    PATH`` also the judge score of each source with its prompt.
 
+Mixture sets (``--set``, declared in ``MIXTURE_SETS``): ``validation`` (the prior's corpus's
+held-out clips, mixture seed 0: the separation defaults were chosen on these) and ``test``
+(frozen 2026-12-07, nothing chosen on it: mixture seed 1000 from a FluidR3 corpus drawn with seed 7
+that neither the prior nor the judges trained on, built by ``build_corpus(DIR, seed=7,
+n_per_concept=6, heldout_fraction=0)``; give its directory as ``--corpus``). Without ``--set`` the
+``--split`` / ``--seed`` options say what to build.
+
 Prior: ``--prior embedded`` (the shipped codec + flow weights, or ``--assets DIR``
 holding ``codec.safetensors`` and ``flow.safetensors``), or any name / path
 :func:`sds_audio.priors.registry.load_prior` accepts. Missing weights end the
@@ -207,8 +214,14 @@ def load_benchmark_prior(name: str, assets: str | None, device: str) -> Prior:
     return load_prior(name, device=device)
 
 
+#: the benchmark's declared mixture sets: which clips (manifest split) and which mixture seed
+MIXTURE_SETS = {"validation": {"split": "heldout", "seed": 0}, "test": {"split": "train", "seed": 1000}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--set", choices=sorted(MIXTURE_SETS), default=None,
+                        help="a declared mixture set (sets --split and --seed; see the module docstring)")
     parser.add_argument("--corpus", default="/work/data/corpus",
                         help="corpus directory (manifest.jsonl, concepts.json)")
     parser.add_argument("--prior", default="embedded", help="prior name or path (default: embedded)")
@@ -244,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None,
                         help="write the results here after every mixture; a rerun with the same settings resumes")
     args = parser.parse_args(argv)
+    if args.set is not None:
+        args.split, args.seed = MIXTURE_SETS[args.set]["split"], MIXTURE_SETS[args.set]["seed"]
     torch.set_num_threads(args.threads)
     try:
         if args.n_mixtures < 1 or args.steps < 1:

@@ -30,6 +30,9 @@ _EXPORTS = {
     "SeparationConfig": "sds_audio.tasks.separate",
     "match": "sds_audio.tasks.match",
     "MatchConfig": "sds_audio.tasks.match",
+    "DX7Synth": "sds_audio.synths",
+    "export_sfz": "sds_audio.exports.sfz",
+    "read_syx": "sds_audio.exports.syx",
     "SDSAudioError": "sds_audio.errors",
 }
 

@@ -1,10 +1,16 @@
 """The ``sds-audio`` command.
 
 Each subcommand is a small function that parses nothing itself: argparse does
-the parsing, the function calls the library and prints a short summary.
-User errors (:class:`~sds_audio.errors.SDSAudioError`) print one line on
-stderr, without a traceback, and exit non-zero (2 for invalid input);
-Ctrl-C exits 130.
+the parsing, :func:`sds_audio.validation.validate_args` checks the options and
+inputs before anything is loaded or created, and the function calls the
+library and prints a short summary. User errors
+(:class:`~sds_audio.errors.SDSAudioError`, and the OS / JSON / decoding errors
+that :func:`sds_audio.user_errors.as_user_error` translates) print one line on
+stderr, without a traceback, and exit non-zero (2 for invalid input, 1 for a
+missing or broken model or a full disk); so do argparse's own errors. Warnings
+print as one line each (``sds-audio: warning: ...``). Ctrl-C exits 130 and
+SIGTERM 143; a run stopped either way writes its checkpoint at the end of the
+step it is in (:mod:`sds_audio.interrupts`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
+from .console import OneLineParser, error_line, one_line_warnings, stopped
 from .errors import SDSAudioError
+from .interrupts import terminate_as_exception
+from .paths import removing_new_dirs
 
 
 # -- subcommands -------------------------------------------------------------------------
@@ -24,7 +33,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from .audio_io import save_audio
     from .presets import load_preset
 
-    preset = load_preset(args.preset)
+    preset = load_preset(args.preset, voice=args.voice)
     audio = preset.render(duration_s=args.duration_s, f0_hz=args.f0_hz)
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)
@@ -36,9 +45,21 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_concepts() -> int:
+    from .corpus.concepts import CONCEPTS
+
+    print(f"the embedded prior knows {len(CONCEPTS)} concepts (a prompt is read as the closest one):")
+    for family in sorted({c.family for c in CONCEPTS}):
+        names = sorted(c.name for c in CONCEPTS if c.family == family)
+        print(f"  {family:18s} {', '.join(names)}")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import platform
 
+    if getattr(args, "concepts", False):
+        return _print_concepts()
     import torch
 
     print(f"sds-audio {__version__}")
@@ -66,10 +87,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_corpus_build(args: argparse.Namespace) -> int:
-    from .corpus.build import build_corpus
+    from .corpus.build import build_corpus, build_judge_corpus
 
-    summary = build_corpus(args.out_dir, seed=args.seed, small=args.small, n_per_concept=args.n_per_concept,
-                           workers=args.workers, overwrite=args.overwrite, progress=not args.quiet)
+    with removing_new_dirs(args.out_dir):
+        if args.judge:
+            if args.seed != 0:
+                raise SDSAudioError("--judge builds with the independent judge's own seed; do not give --seed")
+            summary = build_judge_corpus(args.out_dir, small=args.small, n_per_concept=args.n_per_concept,
+                                         workers=args.workers, overwrite=args.overwrite, progress=not args.quiet)
+        else:
+            summary = build_corpus(args.out_dir, seed=args.seed, small=args.small, n_per_concept=args.n_per_concept,
+                                   workers=args.workers, overwrite=args.overwrite, progress=not args.quiet)
     print(summary.table())
     print(f"wrote {summary.n_clips} clips of {summary.n_concepts} concepts "
           f"({summary.total_audio_s / 3600:.2f} h of audio) to {summary.out_dir} in {summary.seconds:.0f} s")
@@ -111,6 +139,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.model == "tts":
+        from .commands.tts import run_train_tts
+
+        return run_train_tts(args)
     common = dict(steps=args.steps, seed=args.seed, resume=not args.no_resume)
     common = {k: v for k, v in common.items() if v is not None}
     if args.batch_size is not None:
@@ -125,8 +157,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             recipe.pop("config")
         if args.decoder_only:
             recipe.update(decoder_finetune_recipe())
-        metrics = train_codec(args.corpus, args.out, adversarial=args.adversarial, fp16=True,
-                              init_from=args.init_from, decoder_only=args.decoder_only, **{**recipe, **common})
+        with removing_new_dirs(args.out):
+            metrics = train_codec(args.corpus, args.out, adversarial=args.adversarial, fp16=True,
+                                  init_from=args.init_from, decoder_only=args.decoder_only, **{**recipe, **common})
     elif args.model == "flow":
         from .flow.train import flow_recipe, train_flow
 
@@ -136,11 +169,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         for key in ("init_from", "caption_augment", "text_noise"):
             if getattr(args, key) is not None:
                 recipe[key] = getattr(args, key)
-        metrics = train_flow(args.corpus, args.out, args.codec, **{**recipe, **common})
+        with removing_new_dirs(args.out):
+            metrics = train_flow(args.corpus, args.out, args.codec, **{**recipe, **common})
     else:
         from .judge import train_judge
 
-        metrics = train_judge(args.corpus, args.out, **common)
+        with removing_new_dirs(args.out):
+            metrics = train_judge(args.corpus, args.out, **common)
     summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
     print(f"trained {args.model} into {args.out}: " + ", ".join(f"{k}={v}" for k, v in list(summary.items())[:8]))
     return 0
@@ -167,16 +202,16 @@ def _cmd_prompt_to_preset(args: argparse.Namespace) -> int:
     out = args.resume if args.resume is not None else args.output
     try:
         record = prompt_to_preset(args.command, args.prompt, out, _job_options(args), overwrite=args.overwrite,
-                                  resume=args.resume is not None)
-    except KeyboardInterrupt:
-        print(f"sds-audio: interrupted; continue with: sds-audio {args.command} --resume {out}", file=sys.stderr)
-        return 130
+                                  resume=args.resume is not None, init=getattr(args, "init", None))
+    except KeyboardInterrupt as exc:
+        return stopped(exc, _resume_advice(args.command, out))
     judge = ""
     if record["judge_final"]:
         best = record["best_restart"]
         judge = f", judge score {record['judge_initial'][best]:.3f} -> {record['judge_final'][best]:.3f}"
-    print(f"wrote {out}/: sound.wav, preset.json, report.png, run.json "
-          f"({record['timings_s']['optimise']:.0f} s{judge})")
+    reading = "".join(f"; prompt {r['summary']}" for r in record.get("prompt_reading") or [])
+    print(f"wrote {out}/: {', '.join(record['outputs'])}, run.json "
+          f"({record['timings_s']['optimise']:.0f} s{judge}{reading})")
     return 0
 
 
@@ -194,9 +229,8 @@ def _cmd_separate(args: argparse.Namespace) -> int:
                                mask_refinements=args.mask_refinements, lr_schedule=args.lr_schedule,
                                sds_target=args.sds_target, overwrite=args.overwrite,
                                resume=args.resume is not None)
-    except KeyboardInterrupt:
-        print(f"sds-audio: interrupted; continue with: sds-audio separate --resume {out}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return stopped(exc, _resume_advice("separate", out))
     scores = ""
     if record["judge_sources"]:
         scores = ", judge " + ", ".join(f"{s:.3f} (mixture {m:.3f})"
@@ -213,9 +247,8 @@ def _cmd_match(args: argparse.Namespace) -> int:
     try:
         record = match_file(args.target, args.synth, args.output, config, device=args.device,
                             overwrite=args.overwrite, progress=not args.quiet)
-    except KeyboardInterrupt:
-        print("sds-audio: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return stopped(exc, f"a match cannot resume, so nothing was kept in {args.output}")
     best = record["best_restart"]
     print(f"wrote {args.output}/: sound.wav, preset.json, report.png, run.json (spectral distance "
           f"{record['distance_initial'][best]:.3f} -> {record['distance_final'][best]:.3f}, "
@@ -249,33 +282,50 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
         raise SDSAudioError(f"{path} exists; pass --overwrite to replace it")
 
 
+def _resume_advice(command: str, out: str | Path) -> str:
+    """What to do after a stop: resume if the run got as far as its run directory, else run it again."""
+    if (Path(out) / "run.json").is_file():
+        return f"continue with: sds-audio {command} --resume {out}"
+    return "it stopped before writing anything; run the command again"
+
+
+
+
 # -- parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="sds-audio", description="Differentiable sound synthesis and Audio-SDS: prompt to preset.")
     parser.add_argument("--version", action="version", version=f"sds-audio {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("render", help="render a preset file to a WAV file")
-    p.add_argument("preset", help="preset JSON file")
-    p.add_argument("-o", "--output", required=True, help="output WAV path (24-bit)")
+    p = sub.add_parser("render", help="render a preset file (or a DX7 .syx voice) to a WAV file")
+    p.add_argument("preset", help="preset JSON file, or a DX7 .syx single voice / 32-voice bank")
+    p.add_argument("--voice", type=int, default=None, help="with a .syx bank: the voice to render (1..32)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output audio file; the extension picks the format: .wav or .flac (24-bit), .ogg, .mp3")
     p.add_argument("--duration-s", type=float, default=None, help="render this long instead of the preset's duration")
     p.add_argument("--f0-hz", type=float, default=None, help="play an FM preset at this pitch")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_render)
 
-    for name, what in (("fm", "an FM synth patch"), ("impact", "a modal impact (struck object) model")):
+    for name, what in (("fm", "an FM synth patch"), ("impact", "a modal impact (struck object) model"),
+                       ("dx7", "a DX7 voice (also voice.syx)")):
         p = sub.add_parser(name, help=f"prompt -> {what}: writes sound.wav, preset.json, report.png, run.json")
         p.add_argument("prompt", nargs="?", help="what the sound should be, e.g. \"kick drum, bass, reverb\"")
         p.add_argument("-o", "--output", help="output directory (refused if it holds files, unless --overwrite)")
         p.add_argument("--resume", metavar="DIR", default=None, help="continue an interrupted run in DIR")
+        if name == "dx7":
+            p.add_argument("--init", metavar="BANK.syx:N", default=None,
+                           help="start every restart from this voice (a .syx file, :N picks a bank's voice, "
+                                "or a dx7 preset .json) instead of random voices of different algorithms")
         _add_job_options(p, synthesis=True, default_steps=150)
         p.set_defaults(func=_cmd_prompt_to_preset)
 
     p = sub.add_parser("separate", help="mixture + one prompt per source -> one WAV per source, report.png, "
                                         "run.json")
-    p.add_argument("mixture", nargs="?", help="the mixture (any format libsndfile reads; any rate, mono or stereo)")
-    p.add_argument("-p", "--prompt", action="append", default=[], help="one per source, in order")
+    p.add_argument("mixture", nargs="?", help="the mixture (any format libsndfile reads; any rate; mono or stereo; "
+                                              "at most 300 s)")
+    p.add_argument("-p", "--prompt", action="append", default=[], help="one per source, in order (two or more)")
     p.add_argument("-o", "--output", help="output directory (refused if it holds files, unless --overwrite)")
     p.add_argument("--resume", metavar="DIR", default=None, help="continue an interrupted run in DIR")
     p.add_argument("--gamma", type=float, default=0.3, help="weight of the SDS terms (0 = reconstruction only)")
@@ -299,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("match", help="recording -> preset of a synth (spectral sound matching, no prior): writes "
                                      "sound.wav, preset.json, report.png, run.json")
-    p.add_argument("target", help="the recording to imitate (any format libsndfile reads; mono or stereo)")
+    p.add_argument("target", help="the recording to imitate (any format libsndfile reads; mono or stereo; "
+                                  "at most 30 s)")
     p.add_argument("-o", "--output", required=True, help="output directory (refused if it holds files, "
                                                          "unless --overwrite)")
     p.add_argument("--synth", choices=("impact", "fm"), default="impact", help="synth to fit (default impact)")
@@ -319,22 +370,30 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--small", action="store_true", help="a few clips per concept (for trying things out)")
     q.add_argument("--n-per-concept", type=int, default=None, help="clips per concept (default 60)")
     q.add_argument("--workers", type=int, default=2, help="worker processes (at most 2)")
+    q.add_argument("--judge", action="store_true",
+                   help="build the independent judge's corpus instead (MuseScore General, its own seed and "
+                        "procedural ranges; the prior never sees it)")
     q.add_argument("--overwrite", action="store_true")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=_cmd_corpus_build)
+    from .commands import tts as tts_commands
+
+    tts_commands.add_corpus_parsers(corpus_sub)
 
     p = sub.add_parser("codec", help="the neural audio codec")
     codec_sub = p.add_subparsers(dest="codec_command", required=True, metavar="ACTION")
     q = codec_sub.add_parser("roundtrip", help="encode and decode a file through the codec")
-    q.add_argument("input", help="input audio file (any rate / channels; resampled to the codec's)")
-    q.add_argument("-o", "--output", required=True, help="output WAV")
+    q.add_argument("input", help="input audio file (any rate, mono or stereo, at most 120 s; resampled to the "
+                                 "codec's)")
+    q.add_argument("-o", "--output", required=True, help="output audio file (.wav, .flac, .ogg or .mp3)")
     q.add_argument("--weights", default=None, help="codec .safetensors (default: the shipped one)")
     q.add_argument("--overwrite", action="store_true")
     q.set_defaults(func=_cmd_codec_roundtrip)
 
     p = sub.add_parser("generate", help="text to audio with the embedded flow-matching prior")
     p.add_argument("prompt")
-    p.add_argument("-o", "--output", required=True, help="output WAV (22050 Hz mono)")
+    p.add_argument("-o", "--output", required=True, help="output audio file, 22050 Hz mono (.wav, .flac, .ogg or "
+                                                         ".mp3)")
     p.add_argument("--seconds", type=float, default=None, help="duration (default: the model's window)")
     p.add_argument("--steps", type=int, default=32, help="sampler steps")
     p.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale")
@@ -347,9 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_generate)
 
-    p = sub.add_parser("train", help="train the embedded codec, flow prior or judge on a corpus")
-    p.add_argument("model", choices=("codec", "flow", "judge"))
-    p.add_argument("--corpus", required=True, help="corpus directory (sds-audio corpus build)")
+    p = sub.add_parser("train", help="train the embedded codec, flow prior or judge on a corpus, or the speech model")
+    p.add_argument("model", choices=("codec", "flow", "judge", "tts"))
+    p.add_argument("--corpus", required=False, help="corpus directory (sds-audio corpus build); required except "
+                                                    "for tts")
     p.add_argument("--out", required=True, help="run directory: checkpoints, final weights, metrics.json")
     p.add_argument("--codec", default=None, help="(flow) the frozen codec .safetensors")
     p.add_argument("--steps", type=int, default=None, help="total optimiser steps (default: the model's recipe)")
@@ -368,25 +428,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="(codec, with --init-from) train the decoder alone; the latents stay the same, so flow "
                         "models trained on them keep working")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    tts_commands.add_train_arguments(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("info", help="version, torch, device and which priors are available")
+    p.add_argument("--concepts", action="store_true", help="list the concepts the embedded prior knows")
     p.set_defaults(func=_cmd_info)
+
+    from .commands import batch, export, studio, tts
+
+    for module in (export, tts, studio, batch):
+        module.add_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .user_errors import as_user_error
+    from .validation import validate_args
+
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except SDSAudioError as exc:
-        print(f"sds-audio: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("sds-audio: interrupted", file=sys.stderr)
-        return 130
+    with one_line_warnings(), terminate_as_exception():
+        try:
+            validate_args(args)            # options and inputs, before anything is loaded or created
+            return func(args)
+        except KeyboardInterrupt as exc:
+            return stopped(exc, "nothing more was done")
+        except Exception as exc:  # noqa: BLE001 - user errors are printed, anything else keeps its traceback
+            error = as_user_error(exc)
+            if error is None:
+                raise
+            print(f"sds-audio: error: {error_line(error)}", file=sys.stderr)
+            return error.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,7 @@ import torch
 
 from .errors import SDSAudioError
 from .run_dir import RunDirectory
+from .validation import check_input_audio, check_prior_duration, check_prompt, check_prompts, resolve_device
 
 @dataclass(frozen=True)
 class JobOptions:
@@ -63,18 +64,10 @@ class JobOptions:
 
 
 def _device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise SDSAudioError(f"unknown device {name!r} (use cpu, cuda, cuda:1, mps)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SDSAudioError(f"device {name!r} was asked for but CUDA is not available; use --device cpu")
-    return device
+    return resolve_device(name)
 
 
-SYNTH_TYPES = ("fm", "impact")
+SYNTH_TYPES = ("fm", "impact", "dx7")
 
 
 def check_synth_type(synth_type: str) -> None:
@@ -90,6 +83,10 @@ def build_synth(synth_type: str, sample_rate: int, channels: int, seed: int = 0)
     check_synth_type(synth_type)
     if synth_type == "fm":
         return FMSynth(sample_rate=sample_rate, channels=channels)
+    if synth_type == "dx7":     # restart i tries the i-th algorithm of a seeded order
+        from .synths.dx7 import DX7Synth, restart_algorithms
+
+        return DX7Synth(algorithm=restart_algorithms(seed), sample_rate=sample_rate, channels=channels)
     return ImpactSynth(sample_rate=sample_rate, channels=channels, seed=seed % 2 ** 31)
 
 
@@ -124,6 +121,34 @@ def _load_models(options: JobOptions, device: torch.device) -> tuple[Any, Callab
     return prior, judge, fields, time.perf_counter() - t_load
 
 
+def read_prompts(prior: Any, prompts: list[str]) -> list[dict[str, Any]] | None:
+    """What the prior understood of each prompt (run.json's ``prompt_reading``); warns on a weak reading.
+
+    ``None`` for priors that read free text (no ``read_prompt``, e.g. Stable Audio Open).
+    """
+    import warnings
+
+    read = getattr(prior, "read_prompt", None)
+    readings = [read(p) for p in prompts] if read is not None else []
+    if not readings or any(r is None for r in readings):
+        return None
+    for reading in readings:
+        if reading.is_weak:
+            warnings.warn(reading.warning(), stacklevel=2)
+    return [{"prompt": r.prompt, "summary": r.summary(), **r.to_dict()} for r in readings]
+
+
+def _check_resumable(run: RunDirectory, checkpoint_name: str) -> None:
+    """Before loading anything: the run's checkpoint exists and reads (never unpickling code)."""
+    from .tasks.checkpoint import load_checkpoint
+
+    path = run.file(checkpoint_name)
+    if not path.is_file():
+        raise SDSAudioError(f"nothing to resume in {run.path}: the run stopped before its first checkpoint; "
+                            "start it again with --overwrite")
+    load_checkpoint(path)
+
+
 def _curves(history: list[dict[str, Any]], best: int, judge_initial: list[float],
             judge_final: list[float]) -> dict[str, dict[str, tuple[list, list]]]:
     steps = [h["step"] + 1 for h in history]
@@ -141,12 +166,19 @@ def _curves(history: list[dict[str, Any]], best: int, judge_initial: list[float]
 
 
 def prompt_to_preset(synth_type: str, prompt: str | None, out_dir: str | Path, options: JobOptions | None = None,
-                     *, overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
+                     *, overwrite: bool = False, resume: bool = False,
+                     on_step: Callable[[int, dict[str, Any]], None] | None = None,
+                     init: str | None = None) -> dict[str, Any]:
     """Run prompt -> preset and write the run directory. Returns the final ``run.json`` record.
+
+    ``init`` names a preset of the same synth to start every restart from instead of random
+    draws (``PATH.json``, or for ``dx7`` a DX7 voice ``PATH.syx`` / ``PATH.syx:N``). A ``dx7`` run
+    also writes ``voice.syx``, the kept restart as a DX7 single-voice dump named from the prompt.
 
     With ``resume=True`` the prompt, synth and options come from ``out_dir/run.json``
     (of ``options`` only ``progress`` is used) and the run continues from
-    ``out_dir/checkpoint.pt``.
+    ``out_dir/checkpoint.pt``. ``on_step`` is :func:`~sds_audio.tasks.synthesize.synthesize`'s
+    (progress; raising :class:`KeyboardInterrupt` from it stops the run as Ctrl-C does).
     """
     from .audio_io import save_audio
     from .presets import save_preset
@@ -160,55 +192,80 @@ def prompt_to_preset(synth_type: str, prompt: str | None, out_dir: str | Path, o
         if record.get("task") != "synthesize":
             raise SDSAudioError(f"{run.path} holds a {record.get('task')!r} run, not a prompt-to-preset run")
         synth_type, prompt = record["synth"], record["prompt"]
+        init = record.get("init")
         options = JobOptions(**{**record["options"], "progress": options.progress if options else True})
-        if not run.file(CHECKPOINT_NAME).is_file():
-            raise SDSAudioError(f"nothing to resume in {run.path}: the run stopped before its first checkpoint; "
-                                "start it again with --overwrite")
+        _check_resumable(run, CHECKPOINT_NAME)
     else:
         options = options or JobOptions()
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise SDSAudioError("the prompt is empty; describe the sound, e.g. \"kick drum, bass, reverb\"")
+        check_prompt(prompt)
         record = {"task": "synthesize", "synth": synth_type, "prompt": prompt, "options": options.to_dict()}
-    # validate everything before touching the output directory or loading a model
+        if init is not None:
+            record["init"] = str(init)
+        run = RunDirectory(out_dir, overwrite=overwrite)   # checks only: created once the models have loaded
+    # validate everything before creating the output directory or loading a model
     config = SynthesisConfig(steps=options.steps, lr=options.lr, restarts=options.restarts,
                              duration_s=options.duration_s, seed=options.seed,
                              sds=SDSConfig(denoise_steps=options.denoise_steps, guidance_scale=options.guidance_scale,
-                                           negative_prompt=options.negative_prompt))
+                                           negative_prompt=options.negative_prompt),
+                             init="random" if init is None else "current")
     check_synth_type(synth_type)
+    start = _init_preset(init, synth_type)
     device = _device(options.device)
-    if not resume:
-        run = RunDirectory(out_dir, overwrite=overwrite)
 
     prior, judge, loaded, load_s = _load_models(options, device)
+    check_prior_duration(options.duration_s, prior)
     synth = build_synth(synth_type, int(prior.sample_rate), int(prior.channels), options.seed)
-    record.update(status="running", synthesis_config=config.to_dict(), **loaded)
+    if start is not None:       # the given preset's synth, at the prior's rate and channel count
+        synth = type(start.synth)(**{**start.synth.config(), "sample_rate": int(prior.sample_rate),
+                                     "channels": int(prior.channels)})
+        synth.set_controls(start.controls)
+    record.update(status="running", synthesis_config=config.to_dict(), **loaded,
+                  prompt_reading=read_prompts(prior, [prompt]))
     run.write(record)
-    try:
+    with run.guard(record):     # interrupted -> "interrupted" (resumable), an error -> "failed"
         result = synthesize(synth, prompt, prior, config, judge=judge, checkpoint_dir=run.path, resume=resume,
-                            progress=options.progress)
-    except KeyboardInterrupt:
-        record["status"] = "interrupted"
-        run.write(record)
-        raise
+                            progress=options.progress, on_step=on_step)
+        best = result.best_index
+        sr = int(result.synth.sample_rate)
+        provenance = {"prompt": prompt, "prior": options.prior, "seed": options.seed, "steps": options.steps,
+                      "restart": best, "judge_initial": result.judge_initial[best] if result.judge_initial else None,
+                      "judge_final": result.judge_final[best] if result.judge_final else None}
+        save_audio(run.file("sound.wav"), result.audio, sr)
+        save_audio(run.file("initial.wav"), result.initial_audio, sr)
+        save_preset(run.file("preset.json"), result.synth, index=best, duration_s=options.duration_s,
+                    provenance=provenance)
+        outputs = ["sound.wav", "initial.wav", "preset.json", "report.png"]
+        if synth_type == "dx7":
+            from .exports.syx import write_vced
 
-    best = result.best_index
-    sr = int(result.synth.sample_rate)
-    provenance = {"prompt": prompt, "prior": options.prior, "seed": options.seed, "steps": options.steps,
-                  "restart": best, "judge_initial": result.judge_initial[best] if result.judge_initial else None,
-                  "judge_final": result.judge_final[best] if result.judge_final else None}
-    save_audio(run.file("sound.wav"), result.audio, sr)
-    save_audio(run.file("initial.wav"), result.initial_audio, sr)
-    save_preset(run.file("preset.json"), result.synth, index=best, duration_s=options.duration_s,
-                provenance=provenance)
-    write_report(run.file("report.png"), [("before (random init)", result.initial_audio[0]),
-                                          ("after", result.audio[0])], sr, _curves(result.history, best, result.judge_initial, result.judge_final),
-                 title=f"{synth_type}: {prompt!r}")
-    record.update(status="done", best_restart=best, judge_initial=result.judge_initial, judge_final=result.judge_final,
-                  timings_s={"load": round(load_s, 3), "optimise": round(result.seconds, 3)},
-                  outputs=["sound.wav", "initial.wav", "preset.json", "report.png"])
-    run.write(record)
+            write_vced(run.file("voice.syx"), result.synth.to_voice(best, name=prompt))
+            outputs.append("voice.syx")
+        write_report(run.file("report.png"), [("before (random init)", result.initial_audio[0]),
+                                              ("after", result.audio[0])], sr,
+                     _curves(result.history, best, result.judge_initial, result.judge_final),
+                     title=f"{synth_type}: {prompt!r}")
+        chooser = (f"the shipped judge's score ({record.get('judge')})" if result.judge_final
+                   else "the lowest SDS loss over the last 10 % of steps")
+        record.update(status="done", best_restart=best, best_restart_chosen_by=chooser,
+                      judge_initial=result.judge_initial, judge_final=result.judge_final,
+                      timings_s={"load": round(load_s, 3), "optimise": round(result.seconds, 3)},
+                      outputs=outputs)
+        run.write(record)
     run.file(CHECKPOINT_NAME).unlink(missing_ok=True)
     return record
+
+
+def _init_preset(init: str | None, synth_type: str):
+    """The preset a run starts from (``None``: random starts); SDSAudioError if it is of another synth."""
+    if init is None:
+        return None
+    from .presets import load_preset_spec
+
+    preset = load_preset_spec(init)
+    if preset.synth.synth_type != synth_type:
+        raise SDSAudioError(f"--init {init} is a {preset.synth.synth_type!r} preset; a {synth_type!r} run starts "
+                            f"from a {synth_type!r} preset")
+    return preset
 
 
 def _separation_curves(history: list[dict[str, Any]], prompts: list[str]) -> dict[str, dict[str, tuple[list, list]]]:
@@ -223,7 +280,8 @@ def _separation_curves(history: list[dict[str, Any]], prompts: list[str]) -> dic
 def separate_file(mixture_path: str | Path | None, prompts: list[str] | None, out_dir: str | Path,
                   options: JobOptions | None = None, *, gamma: float = 0.3, init: str = "prior_mask",
                   residual_decoding: bool = True, mask_refinements: int = 0, lr_schedule: str = "constant",
-                  sds_target: str = "source", overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
+                  sds_target: str = "source", overwrite: bool = False, resume: bool = False,
+                  on_step: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Separate an audio file into one source per prompt; write the run directory.
 
     Writes ``{k:02d}_{prompt}.wav`` per source (24-bit, the input's rate and channels),
@@ -231,12 +289,14 @@ def separate_file(mixture_path: str | Path | None, prompts: list[str] | None, ou
     ``init``, ``residual_decoding``, ``mask_refinements``, ``lr_schedule`` and ``sds_target`` are
     :class:`~sds_audio.tasks.separate.SeparationConfig`'s (``init``: ``"prior_mask"``, ``"mixture"`` or
     ``"split"``). With ``resume=True`` the file, prompts and options come from ``out_dir/run.json``.
+    ``on_step`` is :func:`~sds_audio.tasks.separate.separate`'s (as in :func:`prompt_to_preset`).
     """
     from .audio_io import load_audio
     from .report import write_report
     from .sds import SDSConfig
     from .tasks.separate import CHECKPOINT_NAME as SEPARATION_CHECKPOINT
-    from .tasks.separate import OPTIONS_ADDED_LATER, SeparationConfig, check_mixture, check_prompts, separate
+    from .tasks.separate import OPTIONS_ADDED_LATER, SeparationConfig, check_mixture, separate
+    from .tasks.separate import check_prompts as check_prompt_list
 
     choices = {"init": init, "residual_decoding": residual_decoding, "mask_refinements": mask_refinements,
                "lr_schedule": lr_schedule, "sds_target": sds_target}
@@ -249,44 +309,42 @@ def separate_file(mixture_path: str | Path | None, prompts: list[str] | None, ou
         older = {"init": "mixture", "residual_decoding": False, **OPTIONS_ADDED_LATER}   # runs before the options
         choices = {name: record.get(name, older[name]) for name in choices}
         options = JobOptions(**{**record["options"], "progress": options.progress if options else True})
+        _check_resumable(run, SEPARATION_CHECKPOINT)
     else:
         options = options or JobOptions(steps=200, lr=0.25)
+        prompts = check_prompts(prompts)                  # two or more, each a real prompt
+        check_input_audio(mixture_path, "separate", "mixture")   # header: length policy, at most stereo
         record = {"task": "separate", "mixture": str(mixture_path), "prompts": list(prompts or []), "gamma": gamma,
                   **choices, "options": options.to_dict()}
+        run = RunDirectory(out_dir, overwrite=overwrite)   # checks only: created once the models have loaded
     config = SeparationConfig(steps=options.steps, lr=options.lr, gamma=gamma, **choices, seed=options.seed,
                               sds=SDSConfig(denoise_steps=options.denoise_steps,
                                             guidance_scale=options.guidance_scale,
                                             negative_prompt=options.negative_prompt))
-    if not prompts:
-        raise SDSAudioError("give one prompt per source with -p, e.g. -p \"kick drum\" -p \"rain\"")
-    prompts = check_prompts(prompts)
+    prompts = check_prompt_list(prompts)
     mixture, sample_rate = load_audio(mixture_path)      # unreadable / empty / silent / NaN files fail here
     check_mixture(mixture, sample_rate)                  # clipped, too short
     device = _device(options.device)
-    if not resume:
-        run = RunDirectory(out_dir, overwrite=overwrite)
 
     prior, judge, loaded, load_s = _load_models(options, device)
     record.update(status="running", separation_config=config.to_dict(), **loaded,
+                  prompt_reading=read_prompts(prior, list(prompts)),
                   input={"sample_rate": sample_rate, "channels": int(mixture.shape[1]),
                          "duration_s": mixture.shape[-1] / sample_rate})
     run.write(record)
-    try:
+    with run.guard(record):     # interrupted -> "interrupted" (resumable), an error -> "failed"
         result = separate(mixture.to(device), prompts, prior, config, sample_rate=sample_rate, judge=judge,
-                          checkpoint_dir=run.path, resume=resume, progress=options.progress)
-    except KeyboardInterrupt:
-        record["status"] = "interrupted"
+                          checkpoint_dir=run.path, resume=resume, progress=options.progress, on_step=on_step)
+        paths = result.save(run.path)
+        write_report(run.file("report.png"), [("mixture", result.mixture)] +
+                     [(p[:28], s) for p, s in zip(result.prompts, result.sources)], result.sample_rate,
+                     _separation_curves(result.history, result.prompts),
+                     title=f"separation: {', '.join(prompts)}")
+        record.update(status="done", judge_sources=result.judge_scores, judge_mixture=result.judge_mixture,
+                      windows=[list(w) for w in result.windows],
+                      timings_s={"load": round(load_s, 3), "optimise": round(result.seconds, 3)},
+                      outputs=[p.name for p in paths] + ["report.png"])
         run.write(record)
-        raise
-    paths = result.save(run.path)
-    write_report(run.file("report.png"), [("mixture", result.mixture)] +
-                 [(p[:28], s) for p, s in zip(result.prompts, result.sources)], result.sample_rate,
-                 _separation_curves(result.history, result.prompts), title=f"separation: {', '.join(prompts)}")
-    record.update(status="done", judge_sources=result.judge_scores, judge_mixture=result.judge_mixture,
-                  windows=[list(w) for w in result.windows],
-                  timings_s={"load": round(load_s, 3), "optimise": round(result.seconds, 3)},
-                  outputs=[p.name for p in paths] + ["report.png"])
-    run.write(record)
     run.file(SEPARATION_CHECKPOINT).unlink(missing_ok=True)
     return record
 
@@ -308,40 +366,35 @@ def match_file(target_path: str | Path, synth_type: str, out_dir: str | Path, co
     config = config or MatchConfig()
     check_synth_type(synth_type)
     dev = _device(device)
+    check_input_audio(target_path, "match", "target")          # header: length policy, at most stereo
+    run = RunDirectory(out_dir, overwrite=overwrite, resumable=False)   # checks only
     target, rate = load_audio(target_path)                      # (1, C, T); refuses unreadable / silent files
     channels = int(target.shape[1])
-    if channels > 2:
-        raise SDSAudioError(f"{target_path} has {channels} channels; the synths render mono or stereo")
-    run = RunDirectory(out_dir, overwrite=overwrite, resumable=False)
     synth = build_synth(synth_type, rate, channels, config.seed).to(dev)
     record: dict[str, Any] = {"task": "match", "synth": synth_type, "target": str(target_path),
                               "sample_rate": rate, "channels": channels, "match_config": dataclasses.asdict(config),
                               "device": str(dev), "status": "running"}
     run.write(record)
-    try:
+    with run.guard(record, keep_interrupted=False):    # a match cannot resume: an interrupted one is removed
         result = match(synth, target.to(dev), config, progress=progress)
-    except KeyboardInterrupt:
-        record["status"] = "interrupted"
+        best = result.best_index
+        duration_s = target.shape[-1] / rate
+        with torch.no_grad():
+            audio = result.synth(target.shape[-1])[best:best + 1].cpu()
+        save_audio(run.file("sound.wav"), audio, rate)
+        save_preset(run.file("preset.json"), result.synth, index=best, duration_s=duration_s,
+                    provenance={"task": "match", "target": Path(target_path).name, "seed": config.seed,
+                                "steps": config.steps, "restart": best,
+                                "distance_initial": result.distance_initial[best],
+                                "distance_final": result.distance_final[best]})
+        steps = list(range(1, len(result.history) + 1))
+        curves = {"MR-STFT distance": {"kept restart": (steps, [h[best] for h in result.history]),
+                                       "mean of restarts": (steps, [sum(h) / len(h) for h in result.history])}}
+        write_report(run.file("report.png"), [("target", target[0]), ("match", audio[0])], rate, curves,
+                     title=f"{synth_type} matched to {Path(target_path).name}")
+        record.update(status="done", best_restart=best, distance_initial=result.distance_initial,
+                      distance_final=result.distance_final, reduction=result.reduction, reseeded=result.reseeded,
+                      timings_s={"optimise": round(result.seconds, 3)},
+                      outputs=["sound.wav", "preset.json", "report.png"])
         run.write(record)
-        raise
-    best = result.best_index
-    duration_s = target.shape[-1] / rate
-    with torch.no_grad():
-        audio = result.synth(target.shape[-1])[best:best + 1].cpu()
-    save_audio(run.file("sound.wav"), audio, rate)
-    save_preset(run.file("preset.json"), result.synth, index=best, duration_s=duration_s,
-                provenance={"task": "match", "target": Path(target_path).name, "seed": config.seed,
-                            "steps": config.steps, "restart": best,
-                            "distance_initial": result.distance_initial[best],
-                            "distance_final": result.distance_final[best]})
-    steps = list(range(1, len(result.history) + 1))
-    curves = {"MR-STFT distance": {"kept restart": (steps, [h[best] for h in result.history]),
-                                   "mean of restarts": (steps, [sum(h) / len(h) for h in result.history])}}
-    write_report(run.file("report.png"), [("target", target[0]), ("match", audio[0])], rate, curves,
-                 title=f"{synth_type} matched to {Path(target_path).name}")
-    record.update(status="done", best_restart=best, distance_initial=result.distance_initial,
-                  distance_final=result.distance_final, reduction=result.reduction, reseeded=result.reseeded,
-                  timings_s={"optimise": round(result.seconds, 3)},
-                  outputs=["sound.wav", "preset.json", "report.png"])
-    run.write(record)
     return record

@@ -12,7 +12,7 @@ came from::
       "config": {"n_operators": 4, ...},   # constructor settings (not optimised)
       "params": {"f0_hz": 55.0, "ratio": [1.0, 2.0, ...], ...},   # physical units
       "provenance": {"prompt": "...", "prior": "...", "seed": 0, "steps": 300,
-                     "library_version": "0.1.0", "created_utc": "..."}
+                     "library_version": "0.1.0"}
     }
 
 ``params`` must name every parameter of the synth exactly once, with the
@@ -20,7 +20,9 @@ parameter's shape (a number, a list, a list of lists) and every value finite and
 inside the parameter's declared range. :func:`validate_preset` checks all of
 that and raises :class:`~sds_audio.errors.SDSAudioError` naming the offending
 field; :func:`load_preset` validates, then builds the synth. Files are written
-atomically.
+atomically. A preset holds no creation time, so the same run (command and seed)
+writes the same bytes; the time is in the run directory's ``run.json``. Older
+presets that hold ``provenance.created_utc`` load as before.
 
 Rendering a loaded preset uses the exact physical values from the file (not a
 round trip through the optimiser's unconstrained tensors), so save -> load ->
@@ -29,7 +31,6 @@ render reproduces the audio bit for bit on the same machine.
 
 from __future__ import annotations
 
-import datetime as _dt
 import inspect
 import json
 import math
@@ -107,12 +108,12 @@ def preset_dict(synth: Synth, *, index: int = 0, duration_s: float,
     synth_name = _synth_type_name(synth)
     if not 0 <= index < synth.batch_size:
         raise SDSAudioError(f"candidate index {index} outside the synth's batch of {synth.batch_size}")
-    config = dict(synth.config())
+    # the candidate's own settings (a DX7Synth's candidates may differ in algorithm)
+    config = dict(synth.select(index).config() if synth.batch_size > 1 else synth.config())
     config.pop("sample_rate", None)
     with torch.no_grad():
         params = {name: value[index].double().cpu().tolist() for name, value in synth.controls().items()}
-    prov = {"library_version": __version__,
-            "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    prov = {"library_version": __version__}
     prov.update(provenance or {})
     return {"format": PRESET_FORMAT, "version": PRESET_VERSION, "synth": synth_name,
             "sample_rate": synth.sample_rate, "duration_s": float(duration_s), "config": config,
@@ -131,6 +132,8 @@ def save_preset(path: str | os.PathLike, synth: Synth, *, index: int = 0, durati
 def read_preset_json(path: str | os.PathLike) -> dict[str, Any]:
     """Parse a preset file into a dict (no validation beyond size and JSON syntax)."""
     path = Path(path)
+    if path.is_dir():
+        raise SDSAudioError(f"preset file {path} is a directory; give a preset .json file")
     if not path.is_file():
         raise SDSAudioError(f"preset file {path} does not exist")
     size = path.stat().st_size
@@ -142,6 +145,8 @@ def read_preset_json(path: str | os.PathLike) -> dict[str, Any]:
         raise SDSAudioError(f"preset file {path} is not UTF-8 text") from exc
     except json.JSONDecodeError as exc:
         raise SDSAudioError(f"preset file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    except RecursionError as exc:
+        raise SDSAudioError(f"preset file {path} is nested too deeply to be a preset") from exc
 
 
 def _reject_constant(name: str) -> float:
@@ -239,8 +244,22 @@ def validate_preset(data: Any) -> dict[str, torch.Tensor]:
     return controls
 
 
-def load_preset(path: str | os.PathLike, device: str | torch.device | None = None) -> Preset:
-    """Read, validate and build a preset's synth. See :class:`Preset`."""
+#: duration given to a preset read from a DX7 .syx voice (the file holds none)
+SYX_PRESET_DURATION_S = 2.0
+
+
+def load_preset(path: str | os.PathLike, device: str | torch.device | None = None,
+                voice: int | None = None) -> Preset:
+    """Read, validate and build a preset's synth. See :class:`Preset`.
+
+    A ``.syx`` file (a DX7 single voice or 32-voice bank, :mod:`sds_audio.exports.syx`) gives a
+    ``dx7`` preset of voice ``voice`` (1-based; required for a bank), played at MIDI key 60 for
+    :data:`SYX_PRESET_DURATION_S`.
+    """
+    if Path(path).suffix.lower() == ".syx":
+        return _load_syx_preset(path, voice, device)
+    if voice is not None:
+        raise SDSAudioError(f"a voice number applies to DX7 .syx files; {path} is a preset .json file")
     data = read_preset_json(path)
     try:
         controls64 = validate_preset(data)
@@ -255,3 +274,31 @@ def load_preset(path: str | os.PathLike, device: str | torch.device | None = Non
         controls = {k: v.to(device) for k, v in controls.items()}
     return Preset(synth=synth, controls=controls, duration_s=float(data["duration_s"]),
                   provenance=dict(data.get("provenance", {})))
+
+
+def _load_syx_preset(path: str | os.PathLike, voice: int | None,
+                     device: str | torch.device | None) -> Preset:
+    from .exports.syx import read_voice
+    from .synths.dx7 import DX7Synth
+
+    dx7_voice = read_voice(path, voice)
+    synth, controls = DX7Synth.from_voice(dx7_voice)
+    if device is not None:
+        synth.to(device)
+        controls = {k: v.to(device) for k, v in controls.items()}
+    provenance = {"source": Path(path).name, "voice": voice or 1, "name": dx7_voice.name.rstrip(),
+                  "library_version": __version__}
+    if dx7_voice.repairs:
+        provenance["repairs"] = list(dx7_voice.repairs)
+    return Preset(synth=synth, controls=controls, duration_s=SYX_PRESET_DURATION_S, provenance=provenance)
+
+
+def load_preset_spec(spec: str, device: str | torch.device | None = None) -> Preset:
+    """A preset named as ``PATH.json``, ``PATH.syx`` (a single voice) or ``PATH.syx:N`` (voice N of a bank)."""
+    text = str(spec)
+    head, sep, tail = text.rpartition(":")
+    if sep and head.lower().endswith(".syx"):
+        if not tail.isdigit():
+            raise SDSAudioError(f"{text}: the voice after ':' must be a number, e.g. bank.syx:3")
+        return load_preset(head, device=device, voice=int(tail))
+    return load_preset(text, device=device)

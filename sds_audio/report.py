@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -80,6 +81,8 @@ def write_report(path: str | os.PathLike, spectrograms: Sequence[tuple[str, torc
         if len(lines) > 1:
             ax.legend(fontsize="small")
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # a prompt with emoji or other symbols the font lacks draws boxes; say nothing about each glyph
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
         fig.savefig(tmp, format="png", dpi=90)
     return path

@@ -204,6 +204,8 @@ class ImpactSynth(Synth):
         n_samples = int(n_samples)
         if n_samples < 1:
             raise SDSAudioError(f"n_samples must be >= 1, got {n_samples}")
-        obj = self.object_impulse(controls, n_samples)[:, None, :]                      # (B, 1, T)
-        wet = dsp.convolve_truncated(obj, self.reverb_impulse(controls, n_samples))      # (B, C, T)
-        return dsp.flush_tiny(controls["dry_gain"][:, None, None] * obj + wet)
+        # the reverb noise's STFT needs more than half a window: render a very short sound longer, then cut
+        n_render = max(n_samples, dsp.noise_stft_settings(self.sample_rate)[0] // 2 + 1)
+        obj = self.object_impulse(controls, n_render)[:, None, :]                       # (B, 1, T)
+        wet = dsp.convolve_truncated(obj, self.reverb_impulse(controls, n_render))       # (B, C, T)
+        return dsp.flush_tiny(controls["dry_gain"][:, None, None] * obj + wet)[..., :n_samples]

@@ -95,6 +95,7 @@ def test_train_codec_runs_the_recipe_with_command_line_overrides(monkeypatch, tm
         return {"steps": kwargs["steps"]}
 
     monkeypatch.setattr(codec_train, "train_codec", fake_train_codec)
+    (tmp_path / "manifest.jsonl").write_text("")                 # the command checks that a corpus is there
     assert main(["train", "codec", "--corpus", str(tmp_path), "--out", str(tmp_path / "o"), "--steps", "7"]) == 0
     recipe = codec_train.codec_recipe()
     assert seen["steps"] == 7                                    # the command line wins
@@ -108,6 +109,8 @@ def test_train_codec_decoder_only_runs_the_finetune_recipe_on_the_given_codec(mo
 
     seen = {}
     monkeypatch.setattr(codec_train, "train_codec", lambda corpus, out, **kw: seen.update(kw) or {"steps": 1})
+    (tmp_path / "manifest.jsonl").write_text("")                 # the command checks that the inputs are there
+    (tmp_path / "c.safetensors").write_bytes(b"")
     args = ["train", "codec", "--corpus", str(tmp_path), "--out", str(tmp_path / "o"),
             "--init-from", str(tmp_path / "c.safetensors"), "--decoder-only"]
     assert main(args) == 0

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from sds_audio import judge as judge_mod
+from sds_audio.judge import model as judge_model
+from sds_audio.judge import train as judge_train
 from sds_audio.errors import SDSAudioError
 from sds_audio.judge import (JudgeConfig, JudgeModel, classify, embed_audio, evaluate_judge, judge_score,
                              load_judge, save_judge, train_judge)
@@ -134,14 +135,14 @@ def test_contrastive_loss_reduces_to_clip_loss_and_counts_same_concept_positives
     logits = scale * a @ t.T
     clip = 0.5 * (torch.nn.functional.cross_entropy(logits, torch.arange(5))
                   + torch.nn.functional.cross_entropy(logits.T, torch.arange(5)))
-    torch.testing.assert_close(judge_mod._contrastive_loss(a, t, torch.arange(5), scale), clip)
+    torch.testing.assert_close(judge_train._contrastive_loss(a, t, torch.arange(5), scale), clip)
     concept = torch.tensor([0, 0, 1, 2, 2])
     lsm = logits.log_softmax(1)
     same = (concept[:, None] == concept[None]).float()
     manual_a = -torch.stack([lsm[i][same[i].bool()].mean() for i in range(5)]).mean()
     lsm_t = logits.T.log_softmax(1)
     manual_t = -torch.stack([lsm_t[i][same[i].bool()].mean() for i in range(5)]).mean()
-    torch.testing.assert_close(judge_mod._contrastive_loss(a, t, concept, scale), 0.5 * (manual_a + manual_t))
+    torch.testing.assert_close(judge_train._contrastive_loss(a, t, concept, scale), 0.5 * (manual_a + manual_t))
 
 
 def test_mel_domain_gain_augmentation_matches_waveform_gain():
@@ -150,8 +151,8 @@ def test_mel_domain_gain_augmentation_matches_waveform_gain():
     x = 0.2 * torch.randn(1, 1, 8000, generator=torch.Generator().manual_seed(4))
     gain_db = -12.0
     mel = m.features(x)[0]
-    power = (2 * mel).exp() - judge_mod._LOG_EPS
-    aug = 0.5 * torch.log(power * 10 ** (gain_db / 10) + judge_mod._LOG_EPS)
+    power = (2 * mel).exp() - judge_model._LOG_EPS
+    aug = 0.5 * torch.log(power * 10 ** (gain_db / 10) + judge_model._LOG_EPS)
     direct = m.features(x * 10 ** (gain_db / 20))[0]
     torch.testing.assert_close(aug, direct, atol=1e-3, rtol=0)
 
@@ -159,10 +160,10 @@ def test_mel_domain_gain_augmentation_matches_waveform_gain():
 def test_concept_balanced_sampler():
     g = torch.Generator().manual_seed(5)
     pools = [torch.arange(0, 50), torch.arange(50, 52), torch.arange(52, 60)]
-    clips = judge_mod._sample_clips(pools, 6, g)
+    clips = judge_train._sample_clips(pools, 6, g)
     owner = [0 if c < 50 else 1 if c < 52 else 2 for c in clips.tolist()]
     assert sorted(owner) == [0, 0, 1, 1, 2, 2]
-    clips = judge_mod._sample_clips(pools, 2, g)
+    clips = judge_train._sample_clips(pools, 2, g)
     owner = [0 if c < 50 else 1 if c < 52 else 2 for c in clips.tolist()]
     assert len(set(owner)) == 2  # distinct concepts when there are enough
 
@@ -199,12 +200,12 @@ def test_broken_and_missing_files_raise_errors_naming_the_file(tmp_path, monkeyp
     with pytest.raises(SDSAudioError, match="not an sds-audio judge"):
         load_judge(tmp_path / "other.safetensors")
     missing_default = tmp_path / "assets" / "judge.safetensors"
-    monkeypatch.setattr(judge_mod, "DEFAULT_JUDGE_PATH", missing_default)
-    judge_mod.load_default_judge.cache_clear()
+    monkeypatch.setattr(judge_model, "DEFAULT_JUDGE_PATH", missing_default)
+    judge_model.load_default_judge.cache_clear()
     with pytest.raises(SDSAudioError, match="sds-audio train judge --corpus DIR --out DIR") as info:
         judge_score(torch.zeros(1, 1, 100), "a sine tone")
     assert str(missing_default) in str(info.value)
-    judge_mod.load_default_judge.cache_clear()
+    judge_model.load_default_judge.cache_clear()
 
 
 # --------------------------------------------------------------------------- training

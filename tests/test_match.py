@@ -46,7 +46,7 @@ def _partials_found(synth: ImpactSynth, tolerance: float = 0.06) -> int:
 
 def test_reseeding_finds_partials_that_gradients_cannot_reach():
     # The trajectory after a re-seeding is chaotic: another machine's float rounding lands modes
-    # elsewhere. Margins from 20 targets perturbed by 1e-6 noise (session 15): re-seeded reduction
+    # elsewhere. Margins from 20 targets perturbed by 1e-6 noise (2026-12-04): re-seeded reduction
     # 0.73-0.95, best distance 0.07-0.40 of plain's, 3-4 partials found (4 in 16 / 20) against 1-2.
     target = _partials_target()
     config = MatchConfig(steps=60, restarts=2, init="current", frozen=("band_amp",), reseed_fraction=0.5)

@@ -125,11 +125,14 @@ def load_codec(path: str | os.PathLike | None = None, device: str | torch.device
             tensors do not fit its config.
     """
     path = Path(path) if path is not None else default_codec_path()
-    tensors, metadata = read_codec_file(path)
-    fmt = metadata.get("format")
-    if fmt is not None and fmt != FORMAT_NAME:
-        raise SDSAudioError(f"{path} is a {fmt!r} file, not codec weights ({FORMAT_NAME!r})")
-    config = config_from_metadata(path, metadata)
-    codec = Codec(config)
-    load_state_checked(codec, tensors, path)
+    try:
+        tensors, metadata = read_codec_file(path)
+        fmt = metadata.get("format")
+        if fmt is not None and fmt != FORMAT_NAME:
+            raise SDSAudioError(f"{path} is a {fmt!r} file, not codec weights ({FORMAT_NAME!r})")
+        config = config_from_metadata(path, metadata)
+        codec = Codec(config)
+        load_state_checked(codec, tensors, path)
+    except SDSAudioError as exc:   # missing or broken weights: exit status 1, as for the flow model's
+        raise SDSAudioError(str(exc), exit_code=1) from exc
     return codec.to(device).eval()

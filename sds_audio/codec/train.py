@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from ..atomic import write_json_atomic
 from ..corpus.dataset import CorpusDataset
 from ..errors import SDSAudioError
+from ..interrupts import StepInterrupts
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from .config import CodecConfig
 from .discriminator import DEFAULT_DISC_N_FFTS, MultiScaleSTFTDiscriminator
@@ -189,7 +190,7 @@ LOW_HEAVY_BANDS = (12, 8, 6, 5, 4, 4, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2)
 
 
 def codec_recipe() -> dict[str, Any]:
-    """The settings ``sds-audio train codec`` uses: the best measured on the 2-core CPU so far.
+    """The settings ``sds-audio train codec`` uses: the best of those measured on the 2-core CPU.
 
     Band backbone (2-D ConvNeXt over frequency x time, 16 frequency bands of 689 Hz holding
     64 latent channels at 43 Hz: 8x compression of 22.05 kHz mono; :data:`LOW_HEAVY_BANDS`),
@@ -373,8 +374,10 @@ def train_codec(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
     bad_steps = 0
     t_start = time.perf_counter()
     bar = tqdm(total=steps, initial=start_step, desc="train codec", disable=not progress, dynamic_ncols=True)
+    stop = StepInterrupts()
     try:
-        for step in range(start_step, steps):
+        # Ctrl-C / SIGTERM take effect after a whole step, which is checkpointed
+        for step in stop.steps(range(start_step, steps), on_stop=lambda step: checkpoint(step + 1)):
             current_lr = learning_rate(step, steps, lr, warmup_steps)
             for group in opt_g.param_groups + opt_d.param_groups:
                 group["lr"] = current_lr
@@ -406,6 +409,7 @@ def train_codec(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, *, st
                 bar.set_postfix(loss=f"{ema['loss']:.3f}", stft=f"{ema['stft']:.3f}", mel=f"{ema['mel']:.3f}",
                                 phase=f"{ema['phase']:.3f}", kl=f"{ema['kl']:.1f}", refresh=False)
     finally:
+        stop.restore()
         bar.close()
     wall_s = time.perf_counter() - t_start
     steps_run = steps - start_step

@@ -35,7 +35,7 @@ from ..errors import SDSAudioError
 from .captions import normalise_text, paraphrases
 from .concepts import CONCEPTS, PROCEDURAL, SOUNDFONT, Concept, concept_by_name
 from .dataset import CONCEPTS_NAME, MANIFEST_NAME
-from .plan import ClipPlan, plan_clip
+from .plan import JUDGE_SETTINGS, PRIOR_SETTINGS, ClipPlan, GeneratorSettings, plan_clip
 from .render import render_batch
 from .soundfont import find_fluidsynth, find_soundfont, require_tools
 
@@ -46,6 +46,14 @@ MAX_ATTEMPTS = 4
 MAX_WORKERS = 2
 SOUNDFONT_BATCH = 16
 PROCEDURAL_BATCH = 6
+
+#: the independent judge's corpus (:func:`build_judge_corpus`): another SoundFont, another seed, other ranges
+JUDGE_SOUNDFONT = "/usr/share/sounds/sf2/MuseScore_General_Full.sf2"
+JUDGE_CORPUS_SEED = 20261207
+#: General MIDI programs (0-based) whose clips form the judge's validation split: one program each of ten
+#: concepts that keep other programs for training (bright piano, electric piano 2, rock organ, steel guitar,
+#: picked bass, synth bass 2, slow strings, alto sax, saw lead, polysynth pad)
+JUDGE_VALIDATION_PROGRAMS = (1, 5, 18, 25, 34, 39, 49, 65, 81, 90)
 
 
 @dataclass
@@ -134,6 +142,7 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, *, n_per_concept: in
                  concepts: Iterable[str] | None = None, sources: Iterable[str] = (SOUNDFONT, PROCEDURAL),
                  workers: int = 2, heldout_fraction: float = 0.1, fluidsynth: str | None = None,
                  soundfont: str | os.PathLike | None = None, overwrite: bool = False,
+                 settings: GeneratorSettings = PRIOR_SETTINGS, validation_programs: Iterable[int] = (),
                  progress: bool = True) -> CorpusSummary:
     """Build a captioned corpus in ``out_dir`` (see the module docstring).
 
@@ -149,6 +158,9 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, *, n_per_concept: in
         fluidsynth: path of the fluidsynth executable (default: on PATH).
         soundfont: ``.sf2`` file (default: FluidR3 GM).
         overwrite: replace an existing corpus in ``out_dir`` (stale clips are deleted).
+        settings: ranges of the room, texture and damping draws (see :class:`~.plan.GeneratorSettings`).
+        validation_programs: General MIDI programs whose clips all go to the ``"heldout"`` split (a
+            validation set of timbres never trained on), besides the by-clip held-out share.
         progress: show a tqdm progress bar.
 
     Returns:
@@ -176,7 +188,7 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, *, n_per_concept: in
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
     soundfont = str(soundfont) if soundfont is not None else None
 
-    plans = [plan_clip(c, i, seed) for c in selected for i in range(n_per_concept)]
+    plans = [plan_clip(c, i, seed, settings=settings) for c in selected for i in range(n_per_concept)]
     order = {p.id: k for k, p in enumerate(plans)}
     records: dict[str, dict] = {}
     rejected: Counter = Counter()
@@ -209,7 +221,8 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, *, n_per_concept: in
                     old = by_id[clip_id]
                     rejected_ids.append(f"{clip_id} (attempt {old.attempt}): {reason}")
                     if old.attempt + 1 < MAX_ATTEMPTS:
-                        retry.append(plan_clip(concept_by_name(old.concept), old.index, seed, old.attempt + 1))
+                        retry.append(plan_clip(concept_by_name(old.concept), old.index, seed, old.attempt + 1,
+                                               settings=settings))
                     else:
                         dropped.append(clip_id)
                         bar.update(1)
@@ -221,6 +234,10 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, *, n_per_concept: in
 
     manifest = sorted(records.values(), key=lambda r: order[r["id"]])
     assign_splits(manifest, seed, heldout_fraction)
+    held_programs = {int(p) for p in validation_programs}
+    for rec in manifest:
+        if rec["attributes"].get("program") in held_programs and "drum_key" not in rec["attributes"]:
+            rec["split"] = "heldout"
     concept_entries = [{"concept": c.name, "family": c.family, "source": c.source, "prompt": c.prompt,
                         "paraphrases": paraphrases(c)} for c in selected]
     captions = {normalise_text(r["caption"]) for r in manifest}
@@ -243,9 +260,28 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, *, n_per_concept: in
                             total_audio_s=float(sum(r["duration_s"] for r in manifest)), counts=counts,
                             rejected=dict(rejected), rejected_ids=sorted(rejected_ids), dropped=sorted(dropped))
     info = {"seed": seed, "n_per_concept": n_per_concept, "sample_rate": SAMPLE_RATE,
+            "generator_settings": settings.name, "validation_programs": sorted(held_programs),
             "heldout_fraction": heldout_fraction, "n_clips": summary.n_clips, "n_concepts": summary.n_concepts,
             "total_audio_s": round(summary.total_audio_s, 2), "rejected": summary.rejected,
             "rejected_ids": summary.rejected_ids,
             "dropped": summary.dropped, "tools": _tool_versions(fluidsynth, soundfont)}
     write_json_atomic(out_dir / "build_info.json", info)
     return summary
+
+
+def build_judge_corpus(out_dir: str | os.PathLike, *, n_per_concept: int | None = None, small: bool = False,
+                       soundfont: str | os.PathLike = JUDGE_SOUNDFONT, workers: int = 2, overwrite: bool = False,
+                       progress: bool = True) -> CorpusSummary:
+    """The independent judge's corpus: the same concepts, nothing else in common with the prior's.
+
+    General MIDI concepts come from MuseScore General (Debian ``musescore-general-soundfont-lossless``) instead of
+    FluidR3; every clip is drawn with :data:`JUDGE_CORPUS_SEED` (the prior's corpus uses seed 0) and the
+    procedural and room draws use :data:`~.plan.JUDGE_SETTINGS`; the programs in
+    :data:`JUDGE_VALIDATION_PROGRAMS` are held out whole as the judge's validation set.
+    """
+    if not Path(soundfont).is_file():
+        raise SDSAudioError(f"SoundFont {soundfont} not found: install MuseScore General "
+                            "(Debian/Ubuntu: `apt-get install musescore-general-soundfont-lossless`) or pass another .sf2/.sf3")
+    return build_corpus(out_dir, seed=JUDGE_CORPUS_SEED, n_per_concept=n_per_concept, small=small, workers=workers,
+                        soundfont=soundfont, overwrite=overwrite, settings=JUDGE_SETTINGS,
+                        validation_programs=JUDGE_VALIDATION_PROGRAMS, progress=progress)

@@ -30,6 +30,36 @@ TEXTURE_DURATION_S = (2.0, 4.0)
 EVENT_MIN_S = (1.0, 1.8)     # a single event shorter than this is followed by silence up to it
 
 
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """Ranges of the random draws that are not the concept's own: room, texture length, struck-object damping.
+
+    ``PRIOR_SETTINGS`` builds the embedded prior's corpus; ``JUDGE_SETTINGS`` builds the independent judge's
+    (:func:`sds_audio.corpus.build.build_judge_corpus`), so the judge's procedural sounds differ from the
+    prior's in these ranges as well as in their seeds.
+
+    Attributes:
+        rt60_s: reverberation time range of reverberant clips, s.
+        predelay_s: first-reflection delay range, s.
+        drr_db: direct-to-reverberant ratio range, dB.
+        texture_duration_s: length range of texture clips, s.
+        struck_q_scale: the struck objects' Q range is multiplied by this.
+    """
+
+    name: str
+    rt60_s: tuple[float, float] = (0.6, 2.8)
+    predelay_s: tuple[float, float] = (0.005, 0.03)
+    drr_db: tuple[float, float] = (-8.0, 2.0)
+    texture_duration_s: tuple[float, float] = TEXTURE_DURATION_S
+    struck_q_scale: float = 1.0
+
+
+PRIOR_SETTINGS = GeneratorSettings("prior")
+JUDGE_SETTINGS = GeneratorSettings("judge", rt60_s=(0.4, 2.4), predelay_s=(0.012, 0.045), drr_db=(-6.0, 4.0),
+                                   texture_duration_s=(1.6, 3.4), struck_q_scale=0.75)
+GENERATOR_SETTINGS = {s.name: s for s in (PRIOR_SETTINGS, JUDGE_SETTINGS)}
+
+
 @dataclass
 class ClipPlan:
     """Everything needed to render and caption one clip.
@@ -75,8 +105,9 @@ def midi_to_hz(pitch: float) -> float:
     return 440.0 * 2.0 ** ((pitch - 69.0) / 12.0)
 
 
-def plan_clip(concept: Concept, index: int, seed: int, attempt: int = 0) -> ClipPlan:
-    """Draw the attributes of clip ``index`` of ``concept`` and caption it."""
+def plan_clip(concept: Concept, index: int, seed: int, attempt: int = 0,
+              settings: GeneratorSettings = PRIOR_SETTINGS) -> ClipPlan:
+    """Draw the attributes of clip ``index`` of ``concept`` and caption it (ranges from ``settings``)."""
     plan = ClipPlan(id=clip_id(concept, index), concept=concept.name, index=index, attempt=attempt, seed=int(seed),
                     attributes={})
     rng = plan.rng(0)
@@ -87,9 +118,9 @@ def plan_clip(concept: Concept, index: int, seed: int, attempt: int = 0) -> Clip
     a["peak_dbfs"] = round(float(rng.uniform(*PEAK_DBFS[dynamics])), 2)
     if concept.kind != TEXTURE and rng.random() < REVERB_P:
         a["space"] = "reverberant"
-        a["rt60_s"] = round(float(rng.uniform(0.6, 2.8)), 3)
-        r["drr_db"] = float(rng.uniform(-8.0, 2.0))
-        r["predelay_s"] = float(rng.uniform(0.005, 0.03))
+        a["rt60_s"] = round(float(rng.uniform(*settings.rt60_s)), 3)
+        r["drr_db"] = float(rng.uniform(*settings.drr_db))
+        r["predelay_s"] = float(rng.uniform(*settings.predelay_s))
     elif concept.kind != TEXTURE:
         a["space"] = "dry"
     if concept.kind != TEXTURE:
@@ -129,13 +160,13 @@ def plan_clip(concept: Concept, index: int, seed: int, attempt: int = 0) -> Clip
         f0 = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         a.update(material=s["material"], striker=_choice(rng, s["strikers"]), f0_hz=round(f0, 2),
                  register=register_of(f0, lo, hi, log=True),
-                 q=round(float(np.exp(rng.uniform(*np.log(s["q"])))), 2),
+                 q=round(float(np.exp(rng.uniform(*np.log(s["q"])))) * settings.struck_q_scale, 2),
                  force=round(float(rng.uniform(*FORCE[dynamics])), 3))
         if "knocks" in s:
             a["knocks"] = str(int(rng.integers(s["knocks"][0], s["knocks"][1] + 1)))
     elif concept.kind == TEXTURE:
         a.update(texture_attribute_choices(concept, rng))
-        r["duration_s"] = float(rng.uniform(*TEXTURE_DURATION_S))
+        r["duration_s"] = float(rng.uniform(*settings.texture_duration_s))
         if "speed" in a:
             a["speed_m_s"] = round(float(rng.uniform(20.0, 32.0) if a["speed"] == "fast" else rng.uniform(7.0, 13.0)), 2)
     else:

@@ -79,6 +79,10 @@ class PromptAnchor(torch.nn.Module):
         """Predicted concept index per row of ``pooled (B, text_dim)``."""
         return (pooled.float() @ self.weight.float() + self.bias.float()).argmax(-1)
 
+    def concept_probabilities(self, pooled: torch.Tensor) -> torch.Tensor:
+        """``(B, text_dim)`` -> ``(B, K)``: the classifier's softmax over the concepts (how sure the reading is)."""
+        return torch.softmax(pooled.float() @ self.weight.float() + self.bias.float(), dim=-1)
+
     def nearest(self, pooled: torch.Tensor) -> torch.Tensor:
         """``(B, text_dim)`` -> index of each row's anchor caption: the predicted concept's nearest one."""
         x = pooled.float()

@@ -69,6 +69,7 @@ import torch
 from ..atomic import atomic_path, write_json_atomic
 from ..corpus.dataset import read_manifest
 from ..errors import SDSAudioError
+from ..interrupts import StepInterrupts
 from .anchor import fit_anchor
 from .condition import FlowCondition
 from .config import FlowConfig
@@ -451,7 +452,12 @@ def train_flow(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
     recent: collections.deque[float] = collections.deque(maxlen=100)  # for final_loss: mean of the last 100 steps
     val_loss = None
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="train flow", disable=not progress)
-    for step in bar:
+    stop = StepInterrupts()   # Ctrl-C / SIGTERM take effect after a whole step, which is checkpointed
+
+    def checkpoint_on_stop(step: int) -> None:
+        save_checkpoint(ckpt_path, model, ema, optimizer, step + 1, fingerprint, history)
+
+    for step in stop.steps(bar, on_stop=checkpoint_on_stop):
         g = step_generator(seed, step)
         x0, cond = sample_batch(train_set, text, model, batch_size, min_frames, g, cond_dropout,
                                 token_dropout=token_dropout, rewrites=rewrites, caption_augment=caption_augment,

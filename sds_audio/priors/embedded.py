@@ -37,6 +37,7 @@ from ..flow.dit import FlowModel
 from ..flow.guidance import guided_velocity
 from ..flow.samplers import integrate, time_grid
 from .base import Conditioning, Prior
+from .prompt_reading import PromptReading
 
 CODEC_FILE = "codec.safetensors"
 FLOW_FILE = "flow.safetensors"
@@ -51,6 +52,19 @@ def default_assets_dir() -> Path:
 
 #: ``EmbeddedPrior(anchor=...)`` choices: what the pooled text input is when the flow file carries an anchor.
 ANCHOR_MODES = ("centroid", "caption", "off")
+
+
+def anchor_concept_names(n_concepts: int) -> list[str]:
+    """The names behind a prompt anchor's concept indices.
+
+    :func:`~sds_audio.flow.anchor.fit_anchor` numbers the concepts of its training captions in sorted
+    order; the shipped prior was fitted on every corpus concept, so index ``k`` is the ``k``-th name of
+    the sorted catalogue. An anchor of another size (a prior trained on a subset) gets ``concept k``.
+    """
+    from ..corpus.concepts import CONCEPTS
+
+    names = sorted(c.name for c in CONCEPTS)
+    return names if len(names) == n_concepts else [f"concept {k}" for k in range(n_concepts)]
 
 
 class EmbeddedPrior(Prior):
@@ -170,6 +184,19 @@ class EmbeddedPrior(Prior):
             tokens = torch.cat([a_tokens.to(tokens), tokens], 1)
             mask = torch.cat([a_mask.to(mask), mask], 1)
         return FlowCondition.from_text(tokens, mask, pooled, 0.0).to(self._device, self._dtype)
+
+    def read_prompt(self, prompt: str, top_k: int = 3) -> PromptReading | None:
+        """The concepts the prompt anchor reads off ``prompt`` (None without an anchor)."""
+        if self.anchor is None:
+            return None
+        _, _, pooled = self.text_encoder.encode([prompt])
+        own = torch.nn.functional.normalize(pooled.to(self._device).float(), dim=-1)
+        probs = self.anchor.concept_probabilities(own)[0]
+        similarity = float((own @ self.anchor.bank.float().T).max())
+        names = anchor_concept_names(int(probs.numel()))
+        top = torch.topk(probs, min(top_k, probs.numel()))
+        concepts = tuple((names[int(i)], float(p)) for p, i in zip(top.values, top.indices))
+        return PromptReading(prompt=prompt, concepts=concepts, confidence=concepts[0][1], similarity=similarity)
 
     def condition(self, prompt: str, negative: str | None = None, seconds: float | None = None) -> Conditioning:
         """Encode ``prompt`` (and ``negative``, which replaces the unconditional branch); cached per pair.

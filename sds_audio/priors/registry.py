@@ -40,7 +40,7 @@ def _load_stable_audio_tools(source: str, device, dtype, **kwargs: Any) -> Prior
     from .stable_audio_tools import StableAudioToolsPrior, require_stable_audio_tools
 
     require_stable_audio_tools()
-    accepted = {"allow_download", "token"}
+    accepted = {"allow_download", "token", "window"}
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise SDSAudioError(f"option(s) {', '.join(unknown)} do not apply to stable-audio-tools priors "
@@ -99,7 +99,9 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device | Non
             embedded prior trained by ``sds-audio train``.
         device, dtype: passed to the prior.
         **kwargs: loader options, e.g. ``allow_download=True``, ``token=...``,
-            ``cpu_offload=True`` (Stable Audio Open); ``codec_precision`` is the one
+            ``cpu_offload=True`` (Stable Audio Open), ``window="full"|"clip"`` (both Stable
+            Audio priors: denoise the model's whole training window, the default, or the
+            clip's frames only); ``codec_precision`` is the one
             the embedded prior takes (see :class:`~sds_audio.priors.embedded.EmbeddedPrior`);
             each kind of prior ignores the others' options.
 

@@ -27,6 +27,11 @@ Noise: EDM preconditioning and the ``t -> sigma`` map of
 :class:`~sds_audio.priors.edm.EDMParameterization`, read from the scheduler
 config; ``denoise`` runs :func:`~sds_audio.priors.edm.dpm_solver_chain`.
 
+Window: like the pipeline, ``denoise`` runs the DiT on the transformer's full
+``sample_size`` window by default (the clip's latents followed by noisy silence,
+cropped after; :mod:`sds_audio.priors.window`); ``window="clip"`` runs it on the
+clip's frames only, which is faster and a sequence length the model never saw.
+
 Example::
 
     prior = StableAudioOpenPrior.from_pretrained("/models/stable-audio-open-1.0", device="cuda",
@@ -51,6 +56,7 @@ from torch import nn
 from ..errors import SDSAudioError
 from .base import Conditioning, Prior, check_noise_levels
 from .edm import EDMParameterization, dpm_solver_chain
+from .window import LatentWindow
 
 DEFAULT_HUB_ID = "stabilityai/stable-audio-open-1.0"
 _SUBFOLDERS = ("vae", "transformer", "text_encoder", "tokenizer", "projection_model", "scheduler")
@@ -88,13 +94,16 @@ class StableAudioOpenPrior(Prior):
             while it runs (saves GPU memory, costs transfers every call).
         cfg_batched: run the conditional and unconditional branches as one
             batched forward (faster) or one after the other (less memory).
+        window: ``"full"`` (default): denoise the transformer's whole ``sample_size``
+            window as the pipeline does; ``"clip"``: only the clip's frames (faster).
         name: provenance string.
     """
 
     def __init__(self, vae: nn.Module, transformer: nn.Module, text_encoder: nn.Module, tokenizer: Any,
                  projection_model: nn.Module, scheduler_config: Mapping[str, Any], *,
                  device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-                 cpu_offload: bool = False, cfg_batched: bool = True, name: str = "stable-audio-open"):
+                 cpu_offload: bool = False, cfg_batched: bool = True, window: str = "full",
+                 name: str = "stable-audio-open"):
         device = torch.device(device) if device is not None else torch.device(
             "cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or torch.float32
@@ -122,6 +131,7 @@ class StableAudioOpenPrior(Prior):
         self.latent_channels = int(vae_cfg.decoder_input_channels)
         self.latent_rate = self.sample_rate / self.hop_length
         self.max_duration_s = float(self.transformer.config.sample_size * self.hop_length / self.sample_rate)
+        self.window = LatentWindow(window, int(self.transformer.config.sample_size), self.hop_length)
         self.seconds_range = (float(self.projection_model.config.min_value),
                               float(self.projection_model.config.max_value))
         max_len = int(getattr(tokenizer, "model_max_length", 128) or 128)
@@ -134,7 +144,7 @@ class StableAudioOpenPrior(Prior):
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = DEFAULT_HUB_ID, *, device=None, dtype=None,
                         allow_download: bool = False, token: str | None = None, cpu_offload: bool = False,
-                        cfg_batched: bool = True) -> "StableAudioOpenPrior":
+                        cfg_batched: bool = True, window: str = "full") -> "StableAudioOpenPrior":
         """Load the components from a local directory in diffusers layout or a Hugging Face hub id.
 
         Args:
@@ -145,6 +155,7 @@ class StableAudioOpenPrior(Prior):
                 local cache is read and nothing touches the network).
             token: Hugging Face token for gated repositories (default: the one
                 ``huggingface-cli login`` stored).
+            window: ``"full"`` or ``"clip"`` (see the class).
 
         Raises:
             SDSAudioError: missing files, gated access without a token, or no network,
@@ -187,7 +198,7 @@ class StableAudioOpenPrior(Prior):
         except Exception as exc:  # hub / file errors come in many types; translate them all
             raise _loading_error(source, is_dir, allow_download, exc) from exc
         return cls(vae, transformer, text_encoder, tokenizer, projection, scheduler_config, device=device,
-                   dtype=dtype, cpu_offload=cpu_offload, cfg_batched=cfg_batched,
+                   dtype=dtype, cpu_offload=cpu_offload, cfg_batched=cfg_batched, window=window,
                    name=f"stable-audio-open:{source}")
 
     # -- Prior properties -------------------------------------------------------------
@@ -387,21 +398,34 @@ class StableAudioOpenPrior(Prior):
         return out_uncond + guidance_scale * (out_cond - out_uncond)
 
     @torch.no_grad()
+    def window_latents(self, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the DiT denoises for clip latents ``(B, D, L)`` at levels ``t``: ``(B, D, N)`` float32.
+
+        ``N = sample_size`` (the clip followed by noisy silence) with ``window="full"``
+        and a clip shorter than the window; ``N = L`` otherwise.
+        """
+        t = check_noise_levels(t, noisy.shape[0])
+        return self.window.pad(self, noisy.to(self._device), t)
+
+    @torch.no_grad()
     def denoise(self, noisy: torch.Tensor, t: torch.Tensor, cond: Conditioning, guidance_scale: float = 7.0,
                 steps: int = 1) -> torch.Tensor:
         """Deterministic ``steps``-step DPM-Solver++ chain from level ``t`` to 0; returns float32 ``x0_hat``.
 
         ``steps = 1`` returns the model's own clean estimate
         ``c_skip * x + c_out * F(c_in * x, c_noise)`` with guidance applied to ``F``.
+        The chain runs on :meth:`window_latents` and ``x0_hat`` ``(B, D, L)`` is its first ``L`` frames.
         """
         t = check_noise_levels(t, noisy.shape[0])
         sigmas = self.edm.chain_sigmas(t, int(steps))
+        n_clip = noisy.shape[-1]
 
         def x0_fn(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             out = self.model_output(x, sigma, cond, guidance_scale)
             return self.edm.x0_from_output(x, out, sigma.to(x.device))
 
-        x0 = dpm_solver_chain(noisy.to(self._device).float(), sigmas, x0_fn, order=self.edm.solver_order)
+        x0 = dpm_solver_chain(self.window_latents(noisy, t), sigmas, x0_fn, order=self.edm.solver_order)
+        x0 = x0[..., :n_clip]
         if not torch.isfinite(x0).all():
             raise SDSAudioError("the prior returned non-finite values; use dtype float32 or bfloat16")
         return x0
@@ -442,7 +466,8 @@ def _loading_error(source: str, is_dir: bool, allow_download: bool, exc: Excepti
     if not allow_download:
         return SDSAudioError(
             f"no local directory {source!r}, and its weights are not in the local Hugging Face cache. Download them "
-            f"once (`huggingface-cli download {source}` after accepting the licence and logging in), allow "
-            "downloading (allow_download=True / --allow-download), or pass a local directory")
+            f"once with `huggingface-cli download {source}` (after accepting the licence and logging in), "
+            "or pass a local directory (--prior DIR); in Python, load_prior(..., allow_download=True) also fetches "
+            "them")
     return SDSAudioError(f"could not download {source!r} ({kind}); check the network connection, or pass a "
                          "local directory")

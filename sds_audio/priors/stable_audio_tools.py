@@ -46,6 +46,11 @@ otherwise; pick the SDS guidance scale accordingly.
 
 Conditioning tensors are made for one prompt (batch 1) and expanded to the
 batch of latents at each call, so a batch of noise draws shares one cache entry.
+
+Window: ``denoise`` runs the DiT on the model's full training window
+(``sample_size / hop`` latent frames: the clip followed by noisy silence, cropped
+after; :mod:`sds_audio.priors.window`) by default, as stable-audio-tools'
+generation does with its default ``sample_size``; ``window="clip"`` runs it on the clip's frames only (faster).
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ import torch
 from ..errors import SDSAudioError
 from .base import Conditioning, Prior, check_noise_levels
 from .edm import EDMParameterization, dpm_solver_chain
+from .window import LatentWindow
 
 SMALL_HUB_ID = "stabilityai/stable-audio-open-small"
 INSTALL_HINT = ("stable-audio-tools is not installed; install the extra in its own environment: "
@@ -165,10 +171,12 @@ class StableAudioToolsPrior(Prior):
             (a latent model: it needs an autoencoder pretransform).
         model_config: its config dict.
         device, dtype: where and in what precision the model runs.
+        window: ``"full"`` (default): denoise the model's whole training window;
+            ``"clip"``: only the clip's frames (faster).
     """
 
     def __init__(self, model: torch.nn.Module, model_config: Mapping[str, Any], *, device=None, dtype=None,
-                 name: str = "stable-audio-tools"):
+                 window: str = "full", name: str = "stable-audio-tools"):
         self.form = noise_form(model_config)
         self.model_config = dict(model_config)
         pretransform = getattr(model, "pretransform", None)
@@ -189,18 +197,20 @@ class StableAudioToolsPrior(Prior):
         self.latent_channels = int(model.io_channels)
         self.latent_rate = self.sample_rate / self.hop_length
         self.max_duration_s = float(model_config["sample_size"]) / self.sample_rate
+        self.window = LatentWindow(window, int(model_config["sample_size"]) // self.hop_length, self.hop_length)
         self.edm = EDMParameterization(sigma_min=0.3, sigma_max=500.0, sigma_data=1.0,
                                        prediction_type="v_prediction", noise_conditioning="atan", solver_order=2)
         self._cache: dict[tuple, Conditioning] = {}
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = SMALL_HUB_ID, *, device=None, dtype=None,
-                        allow_download: bool = False, token: str | None = None) -> "StableAudioToolsPrior":
+                        allow_download: bool = False, token: str | None = None,
+                        window: str = "full") -> "StableAudioToolsPrior":
         """Load ``model_config.json`` + ``model.safetensors`` from a directory or a hub id.
 
         The T5 text encoder is not in ``model.safetensors``: stable-audio-tools loads it by
         name (``t5-base``) from the Hugging Face cache. Nothing touches the network unless
-        ``allow_download=True``.
+        ``allow_download=True``. ``window``: ``"full"`` or ``"clip"`` (see the class).
 
         Raises:
             SDSAudioError: missing files, a model the cache cannot complete, or weights that
@@ -246,7 +256,8 @@ class StableAudioToolsPrior(Prior):
         except Exception as exc:  # safetensors header errors, missing / unexpected keys, shapes
             raise SDSAudioError(f"{weights_path} does not hold weights for the model of {config_path}: "
                                 f"{type(exc).__name__}: {str(exc)[:300]}") from exc
-        return cls(model, model_config, device=device, dtype=dtype, name=f"stable-audio-tools:{name_or_path}")
+        return cls(model, model_config, device=device, dtype=dtype, window=window,
+                   name=f"stable-audio-tools:{name_or_path}")
 
     @property
     def device(self) -> torch.device:
@@ -328,12 +339,22 @@ class StableAudioToolsPrior(Prior):
         return out.float()
 
     @torch.no_grad()
+    def window_latents(self, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the DiT denoises for clip latents ``(B, D, L)`` at levels ``t``: ``(B, D, N)`` float32
+        (``N`` = the training window with ``window="full"`` and a shorter clip, else ``L``)."""
+        t = check_noise_levels(t, noisy.shape[0])
+        return self.window.pad(self, noisy.to(self._device), t)
+
+    @torch.no_grad()
     def denoise(self, noisy: torch.Tensor, t: torch.Tensor, cond: Conditioning, guidance_scale: float = 7.0,
                 steps: int = 1) -> torch.Tensor:
+        """Deterministic ``steps``-step chain from level ``t`` to 0 on :meth:`window_latents`;
+        returns ``x0_hat`` ``(B, D, L)`` float32 (the window's first ``L`` frames)."""
         if int(steps) < 1:
             raise SDSAudioError(f"denoising steps must be >= 1, got {steps}")
         t = check_noise_levels(t, noisy.shape[0])
-        x = noisy.to(self._device).float()
+        n_clip = noisy.shape[-1]
+        x = self.window_latents(noisy, t)
         if self.form == "v":
             def x0_fn(xs: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
                 sigma = sigma.to(self._device)
@@ -341,10 +362,10 @@ class StableAudioToolsPrior(Prior):
                                     guidance_scale)
                 return self.edm.x0_from_output(xs, out, sigma)
 
-            return dpm_solver_chain(x, self.edm.chain_sigmas(t, int(steps)), x0_fn, order=2)
+            return dpm_solver_chain(x, self.edm.chain_sigmas(t, int(steps)), x0_fn, order=2)[..., :n_clip]
         grid = torch.linspace(1.0, 0.0, int(steps) + 1)[:, None] * t[None, :]
         for i in range(int(steps)):
             t_now, t_next = grid[i].to(self._device), grid[i + 1].to(self._device)
             x0 = x - t_now.reshape(-1, 1, 1) * self._network(x, t_now, cond, guidance_scale)
             x = x0 + (t_next / t_now).reshape(-1, 1, 1) * (x - x0)  # DDIM / Euler step along the straight path
-        return x
+        return x[..., :n_clip]

@@ -27,4 +27,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user-facing error
-        raise SDSAudioError(f"cannot resume from {path}: the checkpoint is unreadable ({exc})") from exc
+        text = str(exc).strip()
+        reason = text.splitlines()[0][:160] if text else type(exc).__name__   # torch's own text runs for lines
+        raise SDSAudioError(f"cannot resume from {path}: the checkpoint is unreadable or not a plain checkpoint "
+                            f"({reason}); start the run again with --overwrite") from exc

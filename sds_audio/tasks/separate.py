@@ -49,7 +49,7 @@ the optimisation does not improve on its start with this prior: on these mixture
 separation is ``steps=0``. The defaults keep the SDS steps (the method this module
 implements) from the best start measured; the held-out figures are in the README.
 
-Three options that stay off by default (session 15). ``mask_refinements``: on twelve 3 s training
+Three options that stay off by default (measured 2026-12-04). ``mask_refinements``: on twelve 3 s training
 mixtures (no optimisation) one refinement pass lifted the split from +4.76 to +5.40 dB, a second to
 +5.44; held out (20 mixtures) +4.18 against +4.07 dB, median +3.60 against +4.08, at about twice
 the time. ``lr_schedule="cosine"``: on the leaky oracle of the tests it keeps what the split found
@@ -129,7 +129,8 @@ mixture exactly, so consistent per-window sources add up to a consistent whole.
 Input checks (each raises :class:`~sds_audio.errors.SDSAudioError`): no prompts,
 an empty prompt, a mixture that is not ``(C, T)`` or ``(1, C, T)``, NaN or
 infinite samples, an all-silent mixture (peak below ``1e-6``), a clipped
-mixture (more than 1 % of its samples at ``|x| >= 1``; below that the run
+mixture (more than 1 % of its samples at full scale, as
+:func:`~sds_audio.audio_io.clipped_fraction` counts them; below that the run
 proceeds on the samples as given, nothing is rescaled), a non-positive sample
 rate, a mixture shorter than ``MIN_DURATION_S``.
 
@@ -153,8 +154,9 @@ from typing import Any, Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..audio_io import match_channels, resample, save_audio
+from ..audio_io import clipped_fraction, match_channels, resample, save_audio
 from ..errors import SDSAudioError
+from ..interrupts import StepInterrupts, at_step_boundary
 from ..priors.base import Prior
 from ..sds import SDSConfig, SDSObjective, spectral_emphasis_loss
 from ..spectral import MultiResolutionSTFTDistance
@@ -509,9 +511,9 @@ def check_mixture(mixture: torch.Tensor, sample_rate: int) -> torch.Tensor:
     peak = float(mixture.abs().max())
     if peak < SILENCE_PEAK:
         raise SDSAudioError("the mixture is silent (peak below -120 dBFS): there is nothing to separate")
-    clipped = float((mixture.abs() >= 1.0).float().mean())
+    clipped = clipped_fraction(mixture)          # the share load_audio's warning reports
     if clipped > CLIP_FRACTION:
-        raise SDSAudioError(f"the mixture is clipped: {clipped:.1%} of its samples are at full scale (|x| >= 1); "
+        raise SDSAudioError(f"the mixture is clipped: {clipped:.1%} of its samples are at full scale; "
                             "use an unclipped recording, or lower its gain before clipping")
     return mixture.float()
 
@@ -636,9 +638,16 @@ class _Window:
             return self.start.detach().float().clone()
         return self.render().detach()
 
+    def generator_states(self) -> list[torch.Tensor]:
+        return [o.generator.get_state() for o in self.objectives]
+
+    def set_generator_states(self, states: list[torch.Tensor]) -> None:
+        for objective, g in zip(self.objectives, states):
+            objective.generator.set_state(g)
+
     def state(self) -> dict[str, Any]:
         return {"raw": self.synth.raw["latents"].detach().cpu().clone(), "optimizer": self.optimizer.state_dict(),
-                "generators": [o.generator.get_state() for o in self.objectives]}
+                "generators": self.generator_states()}
 
     def load_state(self, state: dict[str, Any], path: Path) -> None:
         raw = self.synth.raw["latents"]
@@ -738,8 +747,10 @@ def separate(mixture: torch.Tensor, prompts: Sequence[str], prior: Prior, config
     bar = tqdm(total=total_steps, initial=first_window * config.steps + first_step, disable=not progress,
                desc="separate", unit="step", dynamic_ncols=True)
     t0 = time.perf_counter()
-    w, current, completed = first_window, None, 0
+    w, current, completed, in_step = first_window, None, 0, False
+    stop = StepInterrupts()      # a signal takes effect after a whole step
     try:
+        stop.install()
         for w in range(first_window, len(windows)):
             start, length = windows[w]
             current = _Window(mix_p[:, start:start + length], w, prompts, prior, config, rec, level)
@@ -749,7 +760,9 @@ def separate(mixture: torch.Tensor, prompts: Sequence[str], prior: Prior, config
                     raise SDSAudioError(f"cannot resume from {ckpt_path}: the checkpoint lacks the window's state")
                 current.load_state(pending, ckpt_path)
             while completed < config.steps:
+                generators_at_step, in_step = current.generator_states(), True
                 entry = {"window": w, "step": completed, **current.step(completed)}
+                in_step = False
                 history.append(entry)
                 completed += 1
                 bar.update(1)
@@ -758,14 +771,18 @@ def separate(mixture: torch.Tensor, prompts: Sequence[str], prior: Prior, config
                     on_step(w * config.steps + completed - 1, entry)
                 if config.checkpoint_every and completed % config.checkpoint_every == 0 and completed < config.steps:
                     checkpoint(w, completed, current)
+                stop.check()
             done.append(current.sources(completed))
             current = None
             checkpoint(w + 1, 0, None)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if current is not None:  # otherwise the last window-end checkpoint stands
+            if in_step and not at_step_boundary(exc):   # stopped inside a step: undo its random draws
+                current.set_generator_states(generators_at_step)
             checkpoint(w, completed, current)
         raise
     finally:
+        stop.restore()
         bar.close()
     seconds = time.perf_counter() - t0
 

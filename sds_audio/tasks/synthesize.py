@@ -31,12 +31,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import SDSAudioError
+from ..interrupts import StepInterrupts, at_step_boundary
 from ..priors.base import Prior
 from ..sds import SDSConfig, SDSObjective
 from ..synths import Synth
 from .checkpoint import load_checkpoint, save_checkpoint
 
 CHECKPOINT_NAME = "checkpoint.pt"
+#: spread (unconstrained units) of the restarts after the first around a given start (``init="current"``)
+INIT_JITTER = 0.25
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class SynthesisConfig:
         checkpoint_every: write a checkpoint every this many steps (0 = only on Ctrl-C).
         seed: seeds the restarts' initialisation and the SDS draws.
         sds: the objective's options (its own ``seed`` is replaced by ``seed``).
+        init: ``"random"`` (every restart drawn along the parameter ranges) or ``"current"``
+            (every restart starts from the given synth's candidate 0, e.g. a loaded preset; restarts
+            after the first are moved by a seeded N(0, ``INIT_JITTER``) in unconstrained units).
     """
 
     steps: int = 150
@@ -65,8 +71,11 @@ class SynthesisConfig:
     checkpoint_every: int = 50
     seed: int = 0
     sds: SDSConfig = field(default_factory=lambda: SDSConfig(denoise_steps=4, guidance_scale=5.0))
+    init: str = "random"
 
     def __post_init__(self) -> None:
+        if self.init not in ("random", "current"):
+            raise SDSAudioError(f"init must be 'random' or 'current', got {self.init!r}", field="init")
         if int(self.steps) != self.steps or self.steps < 1:
             raise SDSAudioError("steps must be an integer >= 1", field="steps")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -151,7 +160,10 @@ def synthesize(synth: Synth, prompt: str, prior: Prior, config: SynthesisConfig 
         checkpoint_dir: where ``checkpoint.pt`` goes (periodically and on Ctrl-C).
         resume: continue from ``checkpoint_dir/checkpoint.pt``.
         progress: show a progress bar.
-        on_step: called after every step with ``(step, history_entry)``.
+        on_step: called after every step with ``(step, info)``: ``info`` is the step's history
+            entry plus ``audio``, the step's render of every restart ``(restarts, C, T)`` (detached,
+            before the update), and ``synth``, the synth being optimised (read it, do not change it).
+            Raising from it stops the run there; a :class:`KeyboardInterrupt` checkpoints as Ctrl-C does.
     """
     config = config or SynthesisConfig()
     if not isinstance(prompt, str) or not prompt.strip():
@@ -159,6 +171,7 @@ def synthesize(synth: Synth, prompt: str, prior: Prior, config: SynthesisConfig 
     if config.duration_s > prior.max_duration_s:
         raise SDSAudioError(f"duration {config.duration_s:g} s is longer than the prior's maximum "
                             f"{prior.max_duration_s:g} s; pass a shorter --duration-s")
+    given = {k: v.detach()[:1].cpu() for k, v in synth.raw.items()}
     if synth.batch_size != config.restarts:
         synth = type(synth)(**synth.config(), batch_size=config.restarts)
     synth = synth.to(prior.device)
@@ -186,6 +199,16 @@ def synthesize(synth: Synth, prompt: str, prior: Prior, config: SynthesisConfig 
         start, history = int(state["step"]), json.loads(state["history_json"])
         judge_initial = list(state["judge_initial"])
         initial_raw = state["initial_raw"]
+    elif config.init == "current":
+        generator = torch.Generator().manual_seed(config.seed)
+        with torch.no_grad():
+            for name, value in given.items():
+                start_raw = value.expand_as(synth.raw[name].cpu()).clone()
+                start_raw[1:] += INIT_JITTER * torch.randn(start_raw[1:].shape, generator=generator)
+                synth.raw[name].copy_(start_raw)
+        initial_raw = {k: v.detach().cpu().clone() for k, v in synth.raw.items()}
+        with torch.no_grad():
+            judge_initial = _score(judge, synth(n_samples), synth.sample_rate, prompt)
     else:
         synth.randomize_(torch.Generator().manual_seed(config.seed))
         initial_raw = {k: v.detach().cpu().clone() for k, v in synth.raw.items()}
@@ -196,8 +219,11 @@ def synthesize(synth: Synth, prompt: str, prior: Prior, config: SynthesisConfig 
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
                desc="sds", unit="step", dynamic_ncols=True)
     step = start
+    generator_at_step = objective.generator.get_state()
+    stop = StepInterrupts()
     try:
-        for step in bar:
+        for step in stop.steps(bar):   # a signal takes effect after a whole step
+            generator_at_step = objective.generator.get_state()
             audio = synth(n_samples)
             result = objective(audio, synth.sample_rate, progress=step / max(1, config.steps - 1))
             optimizer.zero_grad(set_to_none=True)
@@ -210,16 +236,19 @@ def synthesize(synth: Synth, prompt: str, prior: Prior, config: SynthesisConfig 
             history.append(entry)
             bar.set_postfix(loss=f"{float(result.item_loss.mean()):.4f}", t=f"{entry['t']:.2f}")
             if on_step is not None:
-                on_step(step, entry)
+                on_step(step, dict(entry, audio=audio.detach(), synth=synth))
             if ckpt_path is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
                 _save_checkpoint(ckpt_path, synth, optimizer, step + 1, history, judge_initial, objective,
                                  initial_raw)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if ckpt_path is not None:
             done = history[-1]["step"] + 1 if history else start
+            if not at_step_boundary(exc) and done == step:   # stopped inside a step: undo its random draws
+                objective.generator.set_state(generator_at_step)
             _save_checkpoint(ckpt_path, synth, optimizer, done, history, judge_initial, objective, initial_raw)
         raise
     finally:
+        stop.restore()
         bar.close()
     seconds = time.perf_counter() - t0
 

@@ -188,3 +188,36 @@ def test_overwrite_removes_stale_clips(tmp_path):
     assert len(read_manifest(out)) == 1
     info = json.loads((out / "build_info.json").read_text())
     assert info["n_clips"] == 1
+
+
+def test_judge_settings_change_the_procedural_draws_and_prior_settings_keep_them():
+    from sds_audio.corpus.plan import JUDGE_SETTINGS, PRIOR_SETTINGS, plan_clip
+
+    pot = concept_by_name("metal pot struck")
+    rain = concept_by_name("rain")
+    base = [plan_clip(pot, i, 0) for i in range(6)]
+    assert [p.attributes for p in base] == [plan_clip(pot, i, 0, settings=PRIOR_SETTINGS).attributes
+                                            for i in range(6)]
+    judged = [plan_clip(pot, i, 0, settings=JUDGE_SETTINGS) for i in range(6)]
+    for b, j in zip(base, judged):        # same draws, Q scaled by the judge's factor
+        assert j.attributes["q"] == pytest.approx(b.attributes["q"] * JUDGE_SETTINGS.struck_q_scale, abs=0.011)
+    lo, hi = JUDGE_SETTINGS.texture_duration_s
+    durations = [plan_clip(rain, i, 3, settings=JUDGE_SETTINGS).render["duration_s"] for i in range(20)]
+    assert all(lo <= d <= hi for d in durations) and min(durations) < PRIOR_SETTINGS.texture_duration_s[0]
+
+
+def test_validation_programs_hold_out_every_clip_of_those_programs(tmp_path):
+    pytest.importorskip("mido")
+    from sds_audio.corpus.soundfont import find_fluidsynth, find_soundfont
+
+    if find_fluidsynth() is None or find_soundfont() is None:
+        pytest.skip(FLUID_SKIP)
+    summary = build_corpus(tmp_path / "c", seed=5, n_per_concept=8, concepts=["piano"], workers=0,
+                           heldout_fraction=0.0, validation_programs=(1,), progress=False)
+    records = read_manifest(summary.out_dir)
+    programs = {r["attributes"]["program"] for r in records}
+    assert programs == {0, 1}
+    for r in records:
+        assert r["split"] == ("heldout" if r["attributes"]["program"] == 1 else "train")
+    info = json.loads((summary.out_dir / "build_info.json").read_text())
+    assert info["validation_programs"] == [1] and info["generator_settings"] == "prior"

@@ -1,4 +1,9 @@
-"""StableAudioOpenPrior on a tiny randomly initialised Stable Audio Open (built offline, see conftest)."""
+"""StableAudioOpenPrior on a tiny randomly initialised Stable Audio Open (built offline, see conftest).
+
+The clean-estimate oracles here run the DiT on the clip's frames, so they use a
+``window="clip"`` prior; the full-window path (the default) is checked against
+the pipeline itself in ``test_stable_audio_window.py``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,11 @@ from sds_audio.errors import SDSAudioError
 from sds_audio.priors import load_prior
 from sds_audio.priors.stable_audio import StableAudioOpenPrior
 from sds_audio.sds import SDSConfig, SDSObjective
+
+
+@pytest.fixture(scope="module")
+def clip_prior(tiny_builder):
+    return tiny_builder["prior"](window="clip")
 
 
 def _latents(prior, batch=2, frames=20, seed=0):
@@ -109,8 +119,8 @@ def _pipeline_x0(components, prior, x, sigma, prompt, negative, seconds, guidanc
 
 
 @pytest.mark.parametrize("negative,guidance", [(None, 3.0), ("noise", 5.0)])
-def test_one_step_denoise_equals_pipeline_clean_estimate(tiny_prior, tiny_components, negative, guidance):
-    p = tiny_prior
+def test_one_step_denoise_equals_pipeline_clean_estimate(clip_prior, tiny_components, negative, guidance):
+    p = clip_prior
     z = _latents(p)
     t = torch.tensor([0.6, 0.6])
     x_t = p.add_noise(z, torch.randn_like(z), t)
@@ -121,8 +131,8 @@ def test_one_step_denoise_equals_pipeline_clean_estimate(tiny_prior, tiny_compon
     assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-5)
 
 
-def test_two_step_chain(tiny_prior):
-    p = tiny_prior
+def test_two_step_chain(clip_prior):
+    p = clip_prior
     z = _latents(p, batch=1)
     t = torch.tensor([0.7])
     x_t = p.add_noise(z, torch.randn_like(z), t)
@@ -222,8 +232,11 @@ def test_from_pretrained_local_directory(tmp_path, tiny_prior, tiny_builder):
         warnings.simplefilter("ignore")
         loaded = StableAudioOpenPrior.from_pretrained(tmp_path, device="cpu")
         via_registry = load_prior(str(tmp_path), device="cpu")
+        clip = load_prior(str(tmp_path), device="cpu", window="clip")
     assert isinstance(via_registry, StableAudioOpenPrior)
     assert loaded.edm == tiny_prior.edm
+    assert (loaded.window.mode, via_registry.window.mode, clip.window.mode) == ("full", "full", "clip")
+    assert loaded.window.n_frames == 256
     z = _latents(tiny_prior)
     t = torch.tensor([0.4, 0.4])
     x_t = tiny_prior.add_noise(z, torch.randn_like(z), t)

@@ -10,7 +10,10 @@ encoder and the word-level tokenizer of ``conftest.py``, so nothing is downloade
 
 The oracles are the package's own code: k-diffusion's ``VDenoiser`` and
 DPM-Solver++(2M) sampler (what stable-audio-tools samples ``v`` models with), and
-stable-audio-tools' rectified-flow Euler and ping-pong samplers.
+stable-audio-tools' rectified-flow Euler and ping-pong samplers. They run on the
+latents they are given, so the prior under test denoises the clip's frames only
+(``window="clip"``); the full-window default is checked against the same samplers
+on the prior's padded window.
 """
 
 from __future__ import annotations
@@ -119,13 +122,13 @@ def save_model(model: torch.nn.Module, objective: str, directory, model_half: bo
 
 @pytest.fixture(scope="module", params=OBJECTIVES)
 def sat_prior(request, fake_t5, tmp_path_factory):
-    """(objective, the reference model, the prior loaded from disk through the registry)."""
+    """(objective, the reference model, the prior loaded from disk through the registry, clip window)."""
     objective = request.param
     model = build_model(objective)
     directory = tmp_path_factory.mktemp(f"sat-{objective}")
     save_model(model, objective, directory)
     fake_t5["calls"].clear()
-    prior = load_prior(str(directory), device="cpu")
+    prior = load_prior(str(directory), device="cpu", window="clip")
     return objective, model, prior
 
 
@@ -302,6 +305,34 @@ def test_multi_step_chain_matches_the_package_sampler(sat_prior):
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     one = prior.denoise(x, torch.tensor([t, t]), cond, guidance_scale=g, steps=1)
     assert (got - one).abs().max() > 1e-3  # the extra steps change the estimate
+
+
+def test_full_window_chain_matches_the_package_sampler_on_the_padded_window(sat_prior):
+    objective, model, clip_prior = sat_prior
+    prior = StableAudioToolsPrior(model, tiny_config(objective), device="cpu")  # window="full", the default
+    assert prior.window.mode == "full" and prior.window.n_frames == int(MAX_S * RATE) // HOP
+    t, g, k = 0.6, 3.0, 3
+    x = prior.add_noise(latents(2), latents(2, seed=10), torch.tensor([t]))
+    window = prior.window_latents(x, torch.tensor([t, t]))
+    assert window.shape == (2, LATENT, prior.window.n_frames) and torch.equal(window[..., :12], x)
+    cond = prior.condition("snare", seconds=0.5)
+    got = prior.denoise(x, torch.tensor([t, t]), cond, guidance_scale=g, steps=k)
+    kwargs = dict(batch_cond(model, ["snare"] * 2, [0.5] * 2), cfg_scale=g, batch_cfg=True)
+    with torch.no_grad():
+        if objective == "v":
+            from k_diffusion.external import VDenoiser
+            from k_diffusion.sampling import sample_dpmpp_2m
+
+            sigmas = prior.edm.chain_sigmas(torch.tensor([t]), k)[:, 0]
+            want = sample_dpmpp_2m(VDenoiser(model.model), window * 1.0, sigmas, extra_args=kwargs, disable=True)
+        else:
+            from stable_audio_tools.inference.sampling import sample_discrete_euler
+
+            want = sample_discrete_euler(model.model, window * 1.0, sigmas=torch.linspace(t, 0.0, k + 1),
+                                         disable_tqdm=True, **kwargs)
+    torch.testing.assert_close(got, want[..., :12], rtol=1e-4, atol=1e-4)
+    short = clip_prior.denoise(x, torch.tensor([t, t]), clip_prior.condition("snare", seconds=0.5), g, steps=k)
+    assert (got - short).abs().max() > 1e-3  # the window changes the estimate
 
 
 def test_cfg_batching_equals_separate_branches(sat_prior):
