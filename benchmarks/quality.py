@@ -225,6 +225,8 @@ def section_quality(prior, judges, args) -> dict:
     for seed, synth_type, prompt in tqdm(todo, desc="runs"):
         hit = [r for r in cached if (r["synth"], r["prompt"], r["seed"]) == (synth_type, prompt, seed)]
         run = _load_run(args.runs_cache, hit[0]) if hit else None
+        if run is None and args.cached_only:
+            continue
         if run is None:
             run = {**run_once(prior, judges, synth_type, prompt, seed, args.steps, args.restarts, args.duration_s,
                               overrides), "settings": settings}
@@ -241,6 +243,7 @@ def section_quality(prior, judges, args) -> dict:
         return {"runs": records}
     runs = [{k: v for k, v in grade_run(r, judges["grade"], _set_prompts(all_pairs, r["synth"])).items()
              if not k.endswith("_audio")} for r in runs]
+    seeds = sorted({r["seed"] for r in runs})
     print(f"\n### Prompt -> preset ({args.split} set, seeds {', '.join(map(str, seeds))}): grading-judge score "
           f"before / after; kept restart chosen by {judges['by_desc']}\n")
     print("| synth | prompt | init (restart mean) | final (restart mean) | gain | specificity | kept final | "
@@ -248,6 +251,8 @@ def section_quality(prior, judges, args) -> dict:
     print("|---|---|---|---|---|---|---|---|")
     for synth_type, prompt in pairs:
         rs = [r for r in runs if r["prompt"] == prompt and r["synth"] == synth_type]
+        if not rs:
+            continue
         m = lambda k: statistics.fmean(r[k] for r in rs)  # noqa: E731
         print(f"| {synth_type} | {prompt} | {m('init_mean'):.3f} | {m('final_mean'):.3f} | {m('gain_mean'):+.3f} | "
               f"{m('specificity'):+.3f} | {m('kept_final'):.3f} | {m('gain_kept'):+.3f} |")
@@ -387,6 +392,8 @@ def main() -> int:
     parser.add_argument("--split", choices=sorted(PROMPT_SETS), default="test",
                         help="prompt set: test (report from it) or validation (choose settings on it)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 instead of the split's own")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="quality section: grade the runs already in --runs-cache, run nothing new")
     parser.add_argument("--select", choices=("judge", "sds"), default="judge",
                         help="what keeps a run's restart: the shipped judge (the task's default) or the SDS loss")
     parser.add_argument("--grading-judge", type=Path, default=INDEPENDENT_JUDGE_PATH,

@@ -13,8 +13,8 @@ Recipe:
    :meth:`~sds_audio.tts.model.TTSModel.losses` (flow + prior + duration).
 3. AdamW (betas 0.9, 0.99), linear warm-up then cosine decay to 10 %,
    gradient-norm clipping, an EMA of the weights (what is saved).
-4. Every ``checkpoint_every`` steps and at least every ``checkpoint_s``
-   seconds: ``checkpoint.safetensors`` (weights, EMA, optimiser state, step,
+4. Every ``checkpoint_every`` steps, and after ``checkpoint_s`` seconds when at
+   least ``log_every`` steps were made since the last one: ``checkpoint.safetensors`` (weights, EMA, optimiser state, step,
    history; atomic, no pickle), ``tts.safetensors`` (EMA weights, float16, with
    the built-in voice prompt) and a line of ``metrics.jsonl`` with the
    validation losses. A stopped run (Ctrl-C, ``kill``) restarts from the last
@@ -252,6 +252,7 @@ def train_tts(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps:
 
     model.train()
     last_save, start_step, window = time.time(), step, []
+    last_saved_step = step
     started = time.time()
     entry: dict[str, Any] = {}
     try:
@@ -284,9 +285,11 @@ def train_tts(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps:
                     fh.write(json.dumps(line) + "\n")
                 if progress:
                     print(json.dumps(line), flush=True)
-            if step % checkpoint_every == 0 or time.time() - last_save > checkpoint_s:
+            # on a starved machine a time-based save alone would spend the little CPU there is on validation
+            if step % checkpoint_every == 0 or (time.time() - last_save > checkpoint_s
+                                                 and step - last_saved_step >= log_every):
                 entry = save(step)
-                last_save = time.time()
+                last_save, last_saved_step = time.time(), step
     except KeyboardInterrupt:
         # the last periodic checkpoint stands; a half-finished step is never saved
         raise
