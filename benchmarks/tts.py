@@ -18,7 +18,7 @@ names the voices and splits). Choose settings on ``--split valid``; report from
   ``--voices`` (its prompt: the voice's recording of the next sentence), or with
   the built-in voice once (``--builtin-voice``).
 - ``voice``: for ``--prompts`` sentences, the model speaks sentence ``i`` prompted
-  with the held-out voice's recording of sentence ``i + 1``; each output is
+  with the held-out voice's recording of another sentence (one of at least 2.5 s); each output is
   assigned to the nearest voice (:class:`~sds_audio.tts.evaluation.VoiceCentroids`
   fitted on codec round trips of every voice's recordings of the other split);
   reports how often that is the held-out voice, and the same for the held-out
@@ -126,9 +126,11 @@ def section_voice(tts, corpus: Path, args) -> dict:
                                              for w in list(ref_table[v].values())[:args.centroid_clips]])
                                 for v in voices})
     numbers = sorted(texts)[:args.prompts + 1]
+    # prompts: the held-out voice's recordings of other sentences that last at least 2.5 s
+    long_enough = [k for k in sorted(texts) if sf.info(str(table[heldout][k])).duration >= 2.5]
     hits, ceiling, picks = 0, 0, []
     for i, k in enumerate(numbers[:-1]):
-        prompt = table[heldout][numbers[i + 1]]
+        prompt = table[heldout][next(p for p in long_enough[i:] + long_enough if p != k)]
         audio, rate = tts.speak(texts[k], voice=prompt, steps=args.steps, guidance=args.cfg, seed=i)
         nearest = centroids.nearest(voice_embedding(audio, rate))
         picks.append(nearest)

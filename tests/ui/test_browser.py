@@ -69,15 +69,18 @@ def page(browser, studio):
 
 
 def _set(page, elem_id: str, value) -> None:
-    from playwright.sync_api import expect
-
+    """Type ``value`` into a number box; for a slider, retype until its range input shows the value (the
+    slider can miss a value typed while its accordion is still opening)."""
     box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
-    box.blur()
     slider = page.locator(f"#{elem_id} input[type=range]")
-    if slider.count():        # a slider's state has taken the value once its range input shows it
-        expect(slider).to_have_value(re.compile(rf"^{float(value):g}(\.0*)?$"), timeout=WAIT_MS)
+    for _ in range(40):
+        box.fill(str(value))
+        box.press("Enter")
+        box.blur()
+        if not slider.count() or float(slider.input_value()) == float(value):
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError(f"#{elem_id} did not take the value {value}: it shows {slider.input_value()}")
 
 
 def _status(page, tab: str, pattern: str):
