@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -229,9 +230,12 @@ def ray_cluster():
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'sds-audio[ray]')")
     saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")}
     os.environ.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")     # offline, local only
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield ray
     ray.shutdown()
+    for signum, handler in handlers.items():      # ray.init replaces SIGTERM's handler and leaves it there
+        signal.signal(signum, handler)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

@@ -32,6 +32,26 @@ SIGNALS = [pytest.param(signal.SIGINT, 130, id="SIGINT"), pytest.param(signal.SI
 PROMPTS = {"fm": "a soft bell", "impact": "hitting a pot with a wooden spoon"}
 
 
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Bit-identical comparisons hold for one thread count; CI machines may default to several."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+@pytest.fixture(scope="module", autouse=True)
+def default_signal_handlers():
+    """Python's own handlers for each test, whatever an earlier test (or library: Ray, gradio) left installed."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
 @pytest.fixture(scope="module")
 def prior_dir(tmp_path_factory) -> str:
     return str(write_prior_dir(tmp_path_factory.mktemp("tiny_prior")))
