@@ -96,17 +96,25 @@ def load_flow(path: str | os.PathLike, device: torch.device | str | None = None,
             model.anchor = PromptAnchor.shapes_from_state(state, captions)
         except SDSAudioError as exc:
             raise SDSAudioError(f"flow weights {path}: {exc}: {TRAIN_HINT}", exit_code=1) from exc
+    load_state_checked(model, state, f"flow weights {path}", TRAIN_HINT)
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str, hint: str) -> None:
+    """``model.load_state_dict(state, strict=True)``, refusing mismatched or non-finite weights.
+
+    Raises:
+        SDSAudioError (exit status 1): ``"{what} do not match their config ..."`` or ``"{what} hold NaN or
+            infinite values ..."``, each followed by ``hint``.
+    """
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise SDSAudioError(f"flow weights {path} do not match their config ({first}): {TRAIN_HINT}",
-                            exit_code=1) from exc
+        raise SDSAudioError(f"{what} do not match their config ({first}): {hint}", exit_code=1) from exc
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
-        raise SDSAudioError(f"flow weights {path} hold NaN or infinite values (in {bad[0]}): {TRAIN_HINT}",
-                            exit_code=1)
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        raise SDSAudioError(f"{what} hold NaN or infinite values (in {bad[0]}): {hint}", exit_code=1)
 
 
 def flow_metadata(path: str | os.PathLike) -> dict[str, object]:

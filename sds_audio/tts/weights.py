@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path
 from ..errors import SDSAudioError
+from ..flow.weights import load_state_checked
 from .config import TTSConfig
 from .model import TTSModel
 
@@ -78,16 +79,7 @@ def load_tts_model(path: str | os.PathLike | None = None, device: torch.device |
     except (SafetensorError, OSError, ValueError) as exc:
         raise SDSAudioError(f"tts weights {path} are broken ({exc}): {TRAIN_HINT}", exit_code=1) from exc
     model = TTSModel(config)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise SDSAudioError(f"tts weights {path} do not match their config ({first}): {TRAIN_HINT}",
-                            exit_code=1) from exc
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise SDSAudioError(f"tts weights {path} hold NaN or infinite values (in {bad[0]}): {TRAIN_HINT}",
-                            exit_code=1)
+    load_state_checked(model, state, f"tts weights {path}", TRAIN_HINT)
     return model.float().to(device).eval().requires_grad_(False)
 
 
