@@ -19,14 +19,20 @@ quality    the split's FM and impact prompts, its seeds. Grading-judge score bef
            restart the run keeps against the mean at initialisation (what a user gets), and
            *specificity* = the run's restart-mean gain on its own prompt minus its mean gain on
            the other prompts of the same synth in the split (a run that raises every prompt
-           alike is not following its prompt).
+           alike is not following its prompt). With a population stage (the fm / dx7 default) the
+           baseline "init" is the mean over all the population's draws (what random starts would
+           have been), so the gain counts the prior's selection and the SDS stage together; the
+           selected starts' own mean is kept as ``start_mean`` in the JSON.
+           Steps, restarts, population, keep-best interval and SDS contrast default to the
+           command's per synth (``sds_audio.jobs.SYNTH_DEFAULTS``).
 ablations  the same measure on a subset of prompts (``--ablation-seeds`` seeds), varying one option
            at a time: decoder vs latent SDS, spectral emphasis vs waveform-only
            loss, k = 1 / 4 / 10 denoising steps, guidance scale.
 speed      wall time of ``sds-audio fm "kick drum, bass, reverb" -o DIR`` with
            default settings (a fresh process: imports, model loading and the run).
 
-Usage: python benchmarks/quality.py [--split test] [--prior embedded] [--steps 150] [--json out.json]
+Usage: python benchmarks/quality.py [--split test] [--prior embedded] [--synths fm,impact,dx7] [--steps N]
+       [--restarts N] [--population N] [--keep-best-every N] [--contrast L] [--json out.json]
        [--runs-cache runs.json] [--speed-runs 3] [--codec-precision float32 auto] [--device cpu]
 """
 
@@ -47,10 +53,11 @@ from tqdm.auto import tqdm
 
 from sds_audio.atomic import write_json_atomic
 from sds_audio.errors import SDSAudioError
-from sds_audio.jobs import build_synth, load_judge_scorer
+from sds_audio.jobs import SYNTH_DEFAULTS, build_synth, load_judge_scorer
 from sds_audio.judge import judge_score, load_judge
 from sds_audio.priors.registry import load_prior
 from sds_audio.sds import SDSConfig
+from sds_audio.tasks.population import PopulationConfig
 from sds_audio.tasks.synthesize import SynthesisConfig, synthesize
 
 FM_CONCEPTS = ("synth bass", "synth lead", "electric piano", "tubular bells", "kick drum", "organ", "synth brass",
@@ -118,14 +125,24 @@ class AudioRecorder:
 
 
 def run_once(prior, judges: dict, synth_type: str, prompt: str, seed: int, steps: int, restarts: int,
-             duration_s: float, sds_overrides: dict | None = None) -> dict:
-    """One prompt-to-preset run: its kept restart and every restart's audio before and after (ungraded)."""
+             duration_s: float, sds_overrides: dict | None = None, population: int = 0,
+             keep_best_every: int = 0) -> dict:
+    """One prompt-to-preset run: its kept restart and every restart's audio before and after (ungraded); with a
+    population stage also ``draws_audio``, every draw of the population (what random starts would have been)."""
     sds = dataclasses.replace(SDSConfig(denoise_steps=4, guidance_scale=5.0), **(sds_overrides or {}))
     config = SynthesisConfig(steps=steps, restarts=restarts, duration_s=duration_s, seed=seed, sds=sds,
-                             judge_every=0)
+                             judge_every=0, population=PopulationConfig(size=population),
+                             keep_best_every=keep_best_every)
     synth = build_synth(synth_type, int(prior.sample_rate), int(prior.channels), seed)
     recorder = AudioRecorder(judges["select"])
     result = synthesize(synth, prompt, prior, config, judge=recorder, progress=False)
+    draws = None
+    if population:      # the same seeded draws population_start scored
+        pop = type(synth)(**synth.config(), batch_size=population).propose_(torch.Generator().manual_seed(seed))
+        n = pop.n_samples(duration_s)
+        with torch.no_grad():
+            draws = torch.cat([pop.gather(range(i, min(i + 16, population)))(n)
+                               for i in range(0, population, 16)]).float().cpu()
     if judges["by"] == "sds":        # the task kept the restart with the lowest recent SDS loss
         tail = [h["loss"] for h in result.history[-max(1, len(result.history) // 10):]]
         kept = int(torch.tensor(tail).mean(0).argmin())
@@ -133,21 +150,39 @@ def run_once(prior, judges: dict, synth_type: str, prompt: str, seed: int, steps
         kept = result.best_index
     return {"synth": synth_type, "prompt": prompt, "seed": seed, "seconds": result.seconds, "kept_restart": kept,
             "kept_by": judges["by"], "sample_rate": int(prior.sample_rate),
-            "init_audio": recorder.first, "final_audio": recorder.last}
+            "init_audio": recorder.first, "final_audio": recorder.last,
+            **({"draws_audio": draws.half()} if draws is not None else {})}
+
+
+def run_options(args, synth_type: str) -> dict:
+    """Steps, restarts, population, keep-best interval and SDS contrast of a synth's runs: the command's
+    defaults (``SYNTH_DEFAULTS``) unless given on the command line."""
+    return {k: (v if getattr(args, k, None) is None else getattr(args, k))
+            for k, v in SYNTH_DEFAULTS.get(synth_type, SYNTH_DEFAULTS["impact"]).items()}
 
 
 def grade_run(run: dict, grade, set_prompts: list[str]) -> dict:
-    """``run`` plus the grading judge's scores of every prompt of its set: gains, kept gain, specificity."""
-    init_all = grade(run["init_audio"], run["sample_rate"], set_prompts)        # (restarts, prompts)
+    """``run`` plus the grading judge's scores of every prompt of its set: gains, kept gain, specificity.
+
+    The baseline ("init") is what the run would have started from without the method: the restarts' random
+    draws, or with a population stage the mean over all its draws (the selected starts' own mean is reported
+    as ``start_mean``: the gain from there is the SDS stage's share)."""
+    start_all = grade(run["init_audio"], run["sample_rate"], set_prompts)       # (restarts, prompts)
     final_all = grade(run["final_audio"], run["sample_rate"], set_prompts)
     own = set_prompts.index(run["prompt"])
-    init, final = init_all[:, own].tolist(), final_all[:, own].tolist()
-    gains = (final_all - init_all).mean(0)                                       # restart-mean gain per prompt
+    if run.get("draws_audio") is not None:
+        draws_all = grade(run["draws_audio"].float(), run["sample_rate"], set_prompts)
+        base = draws_all.mean(0)
+    else:
+        base = start_all.mean(0)
+    init, final = start_all[:, own].tolist(), final_all[:, own].tolist()
+    gains = final_all.mean(0) - base                                              # restart-mean gain per prompt
     others = torch.cat([gains[:own], gains[own + 1:]])
     kept = run["kept_restart"]
-    return {**run, "init_mean": statistics.fmean(init), "final_mean": statistics.fmean(final),
-            "kept_final": final[kept], "gain_mean": statistics.fmean(final) - statistics.fmean(init),
-            "gain_kept": final[kept] - statistics.fmean(init), "init": init, "final": final,
+    return {**run, "init_mean": float(base[own]), "final_mean": statistics.fmean(final),
+            "start_mean": statistics.fmean(init),
+            "kept_final": final[kept], "gain_mean": statistics.fmean(final) - float(base[own]),
+            "gain_kept": final[kept] - float(base[own]), "init": init, "final": final,
             "specificity": float(gains[own] - others.mean()) if others.numel() else 0.0,
             "set_prompts": list(set_prompts), "gains_all": gains.tolist()}
 
@@ -168,7 +203,10 @@ def _save_run(cache: Path | None, run: dict) -> dict:
 
         path = _audio_path(cache, run)
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"init": run["init_audio"].contiguous(), "final": run["final_audio"].contiguous()}, str(path))
+        tensors = {"init": run["init_audio"].contiguous(), "final": run["final_audio"].contiguous()}
+        if run.get("draws_audio") is not None:
+            tensors["draws"] = run["draws_audio"].contiguous()
+        save_file(tensors, str(path))
     return record
 
 
@@ -179,7 +217,8 @@ def _load_run(cache: Path, record: dict) -> dict | None:
     if not path.is_file():
         return None
     audio = load_file(str(path))
-    return {**record, "init_audio": audio["init"], "final_audio": audio["final"]}
+    return {**record, "init_audio": audio["init"], "final_audio": audio["final"],
+            **({"draws_audio": audio["draws"]} if "draws" in audio else {})}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -206,14 +245,16 @@ def section_quality(prior, judges, args) -> dict:
     pairs = [p for p in all_pairs if p[0] in args.synths.split(",")]
     seeds = PROMPT_SETS[args.split]["seeds"] if args.seeds is None else tuple(range(args.seeds))
     autocast = getattr(prior, "codec_autocast", None)
-    settings = {"prior": args.prior, "steps": args.steps, "restarts": args.restarts, "duration_s": args.duration_s,
+    settings = {"prior": args.prior, "duration_s": args.duration_s,
                 "codec_autocast": None if autocast is None else str(autocast), "split": args.split,
-                "select": judges["by"], "grade": judges["grade_name"]}
+                "select": judges["by"], "grade": judges["grade_name"],
+                "per_synth": {st: run_options(args, st) for st in sorted({st for st, _ in pairs})}}
     if args.device != "cpu":
         settings["device"] = args.device
     overrides = {}
     if (args.denoise_steps, args.cfg) != (4, 5.0):          # the command's defaults
         overrides = {"denoise_steps": args.denoise_steps, "guidance_scale": args.cfg}
+    if overrides:
         settings["sds"] = overrides
     cached: list[dict] = []
     others: list[dict] = []                  # runs with other settings share the file and are kept
@@ -228,8 +269,10 @@ def section_quality(prior, judges, args) -> dict:
         if run is None and args.cached_only:
             continue
         if run is None:
-            run = {**run_once(prior, judges, synth_type, prompt, seed, args.steps, args.restarts, args.duration_s,
-                              overrides), "settings": settings}
+            o = run_options(args, synth_type)
+            run = {**run_once(prior, judges, synth_type, prompt, seed, o["steps"], o["restarts"], args.duration_s,
+                              {**overrides, "contrast": o["contrast"]}, o["population"], o["keep_best_every"]),
+                   "settings": settings}
             records.append(_save_run(args.runs_cache, run))
         else:
             records.append(hit[0])
@@ -285,9 +328,9 @@ def section_ablations(prior, judges, args) -> dict:
     subset = [p for p in pairs if p[1] in (PAPER_PROMPTS["fm"], PAPER_PROMPTS["impact"])]
     subset += [pairs[0], pairs[len(FM_CONCEPTS) + 1]]
     autocast = getattr(prior, "codec_autocast", None)
-    base = {"prior": args.prior, "steps": args.steps, "restarts": args.restarts, "duration_s": args.duration_s,
+    base = {"prior": args.prior, "duration_s": args.duration_s,
             "codec_autocast": None if autocast is None else str(autocast), "select": judges["by"],
-            "grade": judges["grade_name"]}
+            "grade": judges["grade_name"], "per_synth": {st: run_options(args, st) for st in ("fm", "impact")}}
     cache: list[dict] = []
     if args.runs_cache is not None and args.runs_cache.is_file():
         cache = json.loads(args.runs_cache.read_text())
@@ -299,8 +342,10 @@ def section_ablations(prior, judges, args) -> dict:
                (synth_type, prompt, seed)]
         run = _load_run(args.runs_cache, hit[0]) if hit else None
         if run is None:
-            run = {**run_once(prior, judges, synth_type, prompt, seed, args.steps, args.restarts, args.duration_s,
-                              ABLATIONS[name]), "settings": settings}
+            o = run_options(args, synth_type)
+            run = {**run_once(prior, judges, synth_type, prompt, seed, o["steps"], o["restarts"], args.duration_s,
+                              {"contrast": o["contrast"], **ABLATIONS[name]}, o["population"], o["keep_best_every"]),
+                   "settings": settings}
             cache.append(_save_run(args.runs_cache, run))
             if args.runs_cache is not None:
                 write_json_atomic(args.runs_cache, cache)
@@ -338,7 +383,9 @@ def section_speed(args) -> dict:
                 times[precision].append(time.perf_counter() - t0)
                 if proc.returncode != 0:
                     raise SDSAudioError(f"sds-audio fm failed: {proc.stderr.strip()[-300:]}")
-    print(f"\n### Speed: `sds-audio fm \"{PAPER_PROMPTS['fm']}\" -o DIR` (defaults: 1.5 s, 150 steps, 4 restarts), "
+    print(f"\n### Speed: `sds-audio fm \"{PAPER_PROMPTS['fm']}\" -o DIR` (the command's defaults: 1.5 s, "
+          f"{SYNTH_DEFAULTS['fm']['population']} drawn, {SYNTH_DEFAULTS['fm']['restarts']} restarts x "
+          f"{SYNTH_DEFAULTS['fm']['steps']} steps), "
           f"{torch.get_num_threads()} threads\n")
     print("| --codec-precision | runs | median wall s | min | max | bar |")
     print("|---|---|---|---|---|---|")
@@ -398,14 +445,21 @@ def main() -> int:
                         help="what keeps a run's restart: the shipped judge (the task's default) or the SDS loss")
     parser.add_argument("--grading-judge", type=Path, default=INDEPENDENT_JUDGE_PATH,
                         help="judge that grades the runs (default: the independent judge)")
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--restarts", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=None, help="default: the command's per synth")
+    parser.add_argument("--restarts", type=int, default=None, help="default: the command's per synth")
+    parser.add_argument("--population", type=int, default=None,
+                        help="quality section: population size (default: the command's per synth; 0 = none)")
     parser.add_argument("--duration-s", type=float, default=1.5)
     parser.add_argument("--ablation-seeds", type=int, default=1)
     parser.add_argument("--synths", default="fm,impact", help="quality section: which synths (fm, impact, dx7)")
     parser.add_argument("--denoise-steps", type=int, default=4, help="quality section: SDS k (default 4, the "
                                                                      "command's)")
     parser.add_argument("--cfg", type=float, default=5.0, help="quality section: SDS guidance (default 5)")
+    parser.add_argument("--keep-best-every", type=int, default=None,
+                        help="quality section: end each restart at its best state by the prior's score, checked "
+                             "every N steps (default: the command's)")
+    parser.add_argument("--contrast", type=float, default=None,
+                        help="quality section: SDS contrast lambda (default: the command's)")
     parser.add_argument("--speed-runs", type=int, default=3)
     parser.add_argument("--codec-precision", nargs="+", default=["auto"], choices=["auto", "float32", "bfloat16"],
                         help="speed section: the embedded prior's codec precision(s), runs alternating")

@@ -19,7 +19,10 @@ Protocol (all seeded by ``--seed``):
    ``mask+sds``: Audio-SDS from that start; ``mask-only``: the prior-mask split itself (no
    optimisation step); ``mask-res`` and ``mask-res+sds``: ``mask`` and ``mask+sds`` with
    ``residual_decoding=True`` (each source is the split plus the decoded change of its latents;
-   ``mask-res+sds`` is what :class:`~sds_audio.tasks.separate.SeparationConfig` does by default).
+   ``mask-res+sds`` was :class:`~sds_audio.tasks.separate.SeparationConfig`'s default before the mask method);
+   ``mask-sds``: the mask method (``method="mask"``, the library's default: soft masks on the
+   mixture's STFT moved by the prior's renditions, :mod:`sds_audio.tasks.mask_separation`) with
+   ``--steps`` steps and the ``--mask-*`` options. The latent-method rows run ``--latent-steps`` steps.
    Every prior-mask method makes its split with ``--mask-refinements`` refinement passes.
    ``sds`` and ``rec`` start from the encoded mixture, decoded directly, as the issue states the method.
    Same steps, seed and windows; the mixture itself is the reference estimate.
@@ -40,6 +43,13 @@ holding ``codec.safetensors`` and ``flow.safetensors``), or any name / path
 :func:`sds_audio.priors.registry.load_prior` accepts. Missing weights end the
 script with a one-line message.
 
+Two measures replace the table: ``--time-s 4`` times one two-source mixture of that length (the
+set's first draw) with the mask method's options (the library's defaults unless ``--steps`` /
+``--mask-*`` say otherwise); ``--long-s 60`` separates one mixture that long in windows and reports
+its wall time, RSS (MiB, sampled every step, and the process's peak) and the spectral flux of the
+separated sources in the frames centred inside window overlaps (the joins) against the other
+frames, beside the same ratio for the true sources and the mixture (:func:`seam_flux`).
+
 Usage::
 
     python benchmarks/separation.py [--corpus /work/data/corpus] [--prior embedded] [--assets DIR]
@@ -47,7 +57,9 @@ Usage::
         [--sds-target source|mixture_split] [--lr-schedule constant|cosine] [--mask-refinements 0]
         [--level-db 0] [--judge JUDGE.safetensors]
         [--device cpu] [--threads 1] [--json RESULTS.json] [--split heldout|train] [--t-max T]
-        [--methods sds,rec,mask,mask+sds,mask-only,mask-res,mask-res+sds]
+        [--methods sds,rec,mask,mask+sds,mask-only,mask-res,mask-res+sds,mask-sds] [--latent-steps 200]
+        [--mask-lr LR] [--mask-trust W] [--mask-n-fft N] [--mask-target vote|rendition] [--mask-t LO HI]
+        [--mask-draws N] [--denoise-steps K] [--time-s 4 | --long-s 60]
 """
 
 from __future__ import annotations
@@ -78,7 +90,7 @@ GAP_S = (0.05, 0.3)
 FADE_S = 0.01
 
 
-METHODS = ("sds", "rec", "mask", "mask+sds", "mask-only", "mask-res", "mask-res+sds")
+METHODS = ("sds", "rec", "mask", "mask+sds", "mask-only", "mask-res", "mask-res+sds", "mask-sds")
 
 
 def _load_clip(root: Path, record: dict[str, Any], cache: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -145,6 +157,34 @@ def build_mixtures(corpus: str | Path, n_mixtures: int, seed: int, min_s: float 
     return mixtures
 
 
+def share_splits() -> None:
+    """Make every prior-mask method of this process reuse one split per window, prompts and options.
+
+    :func:`~sds_audio.tasks.separate.prior_mask_split` is deterministic given its arguments (the window's
+    samples, the prompts, the levels, draws, denoising options and the seeded generator's seed), so the
+    rows that start from it get the same start; computing it once saves its cost in all rows but one.
+    """
+    import hashlib
+
+    import sds_audio.tasks.separate as separate_module
+
+    compute = separate_module.prior_mask_split
+    if getattr(compute, "shared", False):
+        return
+    cache: dict[str, torch.Tensor] = {}
+
+    def shared(chunk, prompts, prior, noise_levels, draws, sds, generator, refinements=0):
+        key = hashlib.sha256(chunk.detach().cpu().contiguous().numpy().tobytes()).hexdigest() + repr(
+            (list(prompts), tuple(noise_levels), draws, sds.denoise_steps, sds.guidance_scale, sds.negative_prompt,
+             generator.initial_seed(), refinements))
+        if key not in cache:
+            cache[key] = compute(chunk, prompts, prior, noise_levels, draws, sds, generator, refinements)
+        return cache[key].clone()
+
+    shared.shared = True
+    separate_module.prior_mask_split = shared
+
+
 def evaluate(prior: Prior, mixtures: list[dict[str, Any]], configs: dict[str, SeparationConfig],
              judge=None, progress: bool = False, done: dict[str, Any] | None = None,
              on_mixture: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, dict[str, list[float]]]:
@@ -181,6 +221,84 @@ def evaluate(prior: Prior, mixtures: list[dict[str, Any]], configs: dict[str, Se
                   file=sys.stderr, flush=True)
         if on_mixture is not None:
             on_mixture(i + 1, out)
+    return out
+
+
+def spectral_flux(audio: torch.Tensor, n_fft: int = 1024) -> torch.Tensor:
+    """Spectral flux per STFT frame of ``(C, T)`` audio: the L2 norm of the rise of the magnitude spectrum
+    from the previous frame (channels pooled), divided by the audio's mean frame magnitude norm (so
+    levels do not matter). Frame ``j`` is centred on sample ``j * n_fft // 4``; ``(frames,)``, frame 0 is 0."""
+    hop = n_fft // 4
+    mag = torch.stft(audio.float(), n_fft, hop, window=torch.hann_window(n_fft), center=True,
+                     return_complex=True).abs().square().sum(0).sqrt()              # (F, N)
+    rise = (mag[:, 1:] - mag[:, :-1]).clamp_min(0).norm(dim=0)
+    return torch.cat([rise.new_zeros(1), rise]) / mag.norm(dim=0).mean().clamp_min(1e-12)
+
+
+def seam_flux(sources: torch.Tensor, windows: list[tuple[int, int]], scale: float = 1.0,
+              n_fft: int = 1024) -> dict[str, float]:
+    """Mean spectral flux of ``sources`` ``(K, C, T)`` in frames centred inside a window overlap (the joins,
+    where consecutive windows are crossfaded) and in the other frames; ``windows`` at a rate ``1 / scale``
+    times the sources' (``scale``: sources' rate / windows' rate)."""
+    hop = n_fft // 4
+    joins: list[tuple[float, float]] = []
+    for (a, la), (b, _) in zip(windows, windows[1:]):
+        if a + la > b:
+            joins.append((b * scale, (a + la) * scale))
+    at, away = [], []
+    for source in sources:
+        flux = spectral_flux(source, n_fft)
+        centres = torch.arange(flux.numel()) * hop
+        inside = torch.zeros(flux.numel(), dtype=torch.bool)
+        for lo, hi in joins:
+            inside |= (centres >= lo) & (centres < hi)
+        inside[0] = False
+        at.append(flux[inside])
+        away.append(flux[~inside][1:])
+    at_mean = float(torch.cat(at).mean()) if joins else float("nan")
+    away_mean = float(torch.cat(away).mean())
+    return {"joins": at_mean, "elsewhere": away_mean, "ratio": at_mean / away_mean, "n_joins": len(joins)}
+
+
+def _rss_mib() -> float:
+    """Resident set size of this process now, MiB (Linux)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed_run(prior: Prior, mixture: dict[str, Any], config: SeparationConfig, long_input: bool = False) -> dict[str, Any]:
+    """One separation of ``mixture`` with ``config``, timed (wall seconds, prior already loaded); SI-SDRi of both
+    sources; with ``long_input`` also the RSS over the run (MiB) and the spectral flux at the window joins."""
+    rss: list[float] = []
+    on_step = (lambda step, entry: rss.append(_rss_mib())) if long_input else None
+    rss_before, peak_before = _rss_mib(), _peak_rss_mib()
+    t0 = time.perf_counter()
+    result = separate(mixture["mixture"], mixture["prompts"], prior, config, sample_rate=SAMPLE_RATE,
+                      progress=False, on_step=on_step)
+    wall = time.perf_counter() - t0
+    gains = si_sdr_improvement(result.sources, mixture["sources"], mixture["mixture"].unsqueeze(0)).tolist()
+    out = {"seconds_audio": mixture["mixture"].shape[-1] / SAMPLE_RATE, "wall_s": wall, "si_sdri": gains,
+           "windows": len(result.windows), "prompts": mixture["prompts"]}
+    if long_input:
+        scale = SAMPLE_RATE / float(prior.sample_rate)
+        per_window = len(rss) // max(1, len(result.windows))
+        out.update(rss_before_mib=rss_before, peak_rss_before_mib=peak_before, peak_rss_mib=_peak_rss_mib(),
+                   rss_first_window_mib=max(rss[:per_window]) if rss else float("nan"),
+                   rss_last_window_mib=max(rss[-per_window:]) if rss else float("nan"),
+                   flux_separated=seam_flux(result.sources, result.windows, scale),
+                   flux_true_sources=seam_flux(mixture["sources"], result.windows, scale),
+                   flux_mixture=seam_flux(mixture["mixture"].unsqueeze(0), result.windows, scale))
     return out
 
 
@@ -227,7 +345,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prior", default="embedded", help="prior name or path (default: embedded)")
     parser.add_argument("--assets", default=None, help="directory with codec.safetensors and flow.safetensors")
     parser.add_argument("--n-mixtures", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=SeparationConfig().steps,
+                        help="steps of the mask method (default: the library's)")
+    parser.add_argument("--latent-steps", type=int, default=200,
+                        help="steps of the latent-method rows (sds, rec, mask, mask+sds, mask-res, mask-res+sds)")
+    parser.add_argument("--mask-lr", type=float, default=SeparationConfig().mask_lr)
+    parser.add_argument("--mask-trust", type=float, default=SeparationConfig().mask_trust)
+    parser.add_argument("--mask-n-fft", type=int, default=SeparationConfig().mask_n_fft)
+    parser.add_argument("--mask-target", default=SeparationConfig().mask_target, choices=["vote", "vote_power", "rendition"])
+    parser.add_argument("--mask-t", type=float, nargs=2, default=list(SeparationConfig().mask_t), metavar=("LO", "HI"),
+                        help="noise-level range of the mask method's renditions")
+    parser.add_argument("--mask-draws", type=int, default=SeparationConfig().mask_draws,
+                        help="noise draws per level of the prior-mask split (every prior-mask method)")
+    parser.add_argument("--denoise-steps", type=int, default=SeparationConfig().sds.denoise_steps)
+    parser.add_argument("--t-min", type=float, default=None,
+                        help="the latent method's SDS objectives' lowest noise level")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=SeparationConfig().lr,
                         help="the optimised methods' step size (default: the library's)")
@@ -238,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="SDS weight of the Audio-SDS method (default: the library's)")
     parser.add_argument("--split", default="heldout", choices=["heldout", "train"],
                         help="clips to build mixtures from (train: for choosing settings)")
-    parser.add_argument("--t-max", type=float, default=None, help="the SDS objectives' highest noise level")
+    parser.add_argument("--t-max", type=float, default=None,
+                        help="the latent method's SDS objectives' highest noise level")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated subset of {', '.join(METHODS)} (default: all)")
     parser.add_argument("--sds-target", default=SeparationConfig().sds_target, choices=SDS_TARGETS,
@@ -254,6 +387,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--progress", action="store_true", help="show a progress bar per run")
+    parser.add_argument("--share-split", action="store_true",
+                        help="the prior-mask rows reuse one split per window (the same by construction; their "
+                             "s / mixture then leave out its cost in all rows but the first)")
+    parser.add_argument("--time-s", type=float, default=None,
+                        help="instead of the table: time one two-source mixture of this many seconds (the set's "
+                             "first draw) with the mask method's options as given (default: the library's)")
+    parser.add_argument("--long-s", type=float, default=None,
+                        help="instead of the table: separate one mixture this long in windows; report wall time, "
+                             "RSS (MiB) and the spectral flux at the window joins against elsewhere")
     parser.add_argument("--json", default=None,
                         help="write the results here after every mixture; a rerun with the same settings resumes")
     args = parser.parse_args(argv)
@@ -261,8 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         args.split, args.seed = MIXTURE_SETS[args.set]["split"], MIXTURE_SETS[args.set]["seed"]
     torch.set_num_threads(args.threads)
     try:
-        if args.n_mixtures < 1 or args.steps < 1:
-            raise SDSAudioError("--n-mixtures and --steps must be >= 1")
+        if args.n_mixtures < 1 or args.steps < 0 or args.latent_steps < 1:
+            raise SDSAudioError("--n-mixtures and --latent-steps must be >= 1, --steps >= 0")
         if not 0 < args.min_s <= args.max_s:
             raise SDSAudioError("need 0 < --min-s <= --max-s")
         prior = load_benchmark_prior(args.prior, args.assets, args.device)
@@ -278,26 +420,44 @@ def main(argv: list[str] | None = None) -> int:
                                 lr_schedule=args.lr_schedule, mask_refinements=args.mask_refinements,
                                 sds_target=args.sds_target,
                                 checkpoint_every=0)
-        if args.t_max is not None:
-            base = dataclasses.replace(base, sds=dataclasses.replace(base.sds, t_max=args.t_max))
+        base = dataclasses.replace(base, mask_lr=args.mask_lr, mask_trust=args.mask_trust, mask_n_fft=args.mask_n_fft,
+                                   mask_target=args.mask_target, mask_t=tuple(args.mask_t),
+                                   mask_draws=args.mask_draws,
+                                   sds=dataclasses.replace(base.sds, denoise_steps=args.denoise_steps))
+        for name in ("t_min", "t_max"):
+            if getattr(args, name) is not None:
+                base = dataclasses.replace(base, sds=dataclasses.replace(base.sds, **{name: getattr(args, name)}))
+        if args.time_s is not None or args.long_s is not None:
+            length = args.time_s if args.time_s is not None else args.long_s
+            item = build_mixtures(args.corpus, 1, args.seed, length, length, split=args.split, level_db=args.level_db)[0]
+            config = dataclasses.replace(base, method="mask", gamma=args.gamma)
+            out = timed_run(prior, item, config, long_input=args.long_s is not None)
+            out["settings"] = {k: v for k, v in vars(args).items() if k not in ("progress", "threads")}
+            if args.json is not None:
+                write_json_atomic(args.json, out)
+            print(json.dumps(out, indent=1))
+            return 0
         methods = [m for m in args.methods.split(",") if m]
         unknown = sorted(set(methods) - set(METHODS))
         if unknown or not methods:
             raise SDSAudioError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from "
                                 f"{', '.join(METHODS)}")
-        mix_start = dict(init="mixture", residual_decoding=False)       # the issue's formulation
-        mask_start = dict(init="prior_mask", residual_decoding=False)
-        res_start = dict(init="prior_mask", residual_decoding=True)       # the library's default
+        latent = dict(method="latent", steps=args.latent_steps)
+        mix_start = dict(init="mixture", residual_decoding=False, **latent)       # the issue's formulation
+        mask_start = dict(init="prior_mask", residual_decoding=False, **latent)
+        res_start = dict(init="prior_mask", residual_decoding=True, **latent)     # the latent method's default
         variants = {"sds": (f"Audio-SDS (gamma={args.gamma:g})", dict(gamma=args.gamma, **mix_start)),
                     "rec": ("reconstruction only (gamma=0)", dict(gamma=0.0, **mix_start)),
                     "mask": ("prior-mask start, reconstruction only", dict(gamma=0.0, **mask_start)),
                     "mask+sds": (f"prior-mask start + Audio-SDS (gamma={args.gamma:g})",
                                  dict(gamma=args.gamma, **mask_start)),
-                    "mask-only": ("prior-mask split, no optimisation", dict(gamma=0.0, steps=0, **res_start)),
+                    "mask-only": ("prior-mask split, no optimisation", dict(gamma=0.0, steps=0, method="mask")),
                     "mask-res": ("prior-mask start, residual decoding, reconstruction only",
                                  dict(gamma=0.0, **res_start)),
                     "mask-res+sds": (f"prior-mask start, residual decoding + Audio-SDS (gamma={args.gamma:g})",
-                                     dict(gamma=args.gamma, **res_start))}
+                                     dict(gamma=args.gamma, **res_start)),
+                    "mask-sds": (f"mask-domain Audio-SDS (the default, {args.steps} steps)",
+                                 dict(method="mask", gamma=args.gamma))}
         configs = {variants[m][0]: dataclasses.replace(base, **variants[m][1]) for m in methods}
         settings = {k: v for k, v in vars(args).items() if k not in ("json", "progress", "threads")}
         done = None
@@ -311,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.json is not None:
                 write_json_atomic(args.json, {"settings": settings, "n_done": n_done, "results": results})
 
+        if args.share_split:
+            share_splits()
         t0 = time.perf_counter()
         results = evaluate(prior, mixtures, configs, judge=judge, progress=args.progress, done=done,
                            on_mixture=save)
@@ -322,7 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     level = f"sources {args.level_db:g} dB apart" if args.level_db else "equal-RMS sources"
     print(f"\nSeparation of {len(mixtures)} two-source mixtures of {clips} clips "
           f"({min(lengths):.1f}-{max(lengths):.1f} s, {level}), prior {getattr(prior, 'name', args.prior)}, "
-          f"{args.steps} steps, lr {args.lr:g} ({args.lr_schedule}), SDS target {args.sds_target}, "
+          f"mask method: {args.steps} steps, mask lr {args.mask_lr:g}, {args.mask_n_fft}-sample masks, target "
+          f"{args.mask_target}, t {args.mask_t[0]:g}-{args.mask_t[1]:g}; latent method: {args.latent_steps} steps, "
+          f"lr {args.lr:g} ({args.lr_schedule}), SDS target {args.sds_target}, "
           f"{args.mask_refinements} mask refinement(s), "
           f"seed {args.seed}, window {args.window_s or prior.max_duration_s:g} s, "
           f"{2 * len(mixtures)} sources, {time.perf_counter() - t0:.0f} s in all\n")

@@ -26,6 +26,7 @@ _EXPORTS = {
     "SDSObjective": "sds_audio.sds",
     "synthesize": "sds_audio.tasks.synthesize",
     "SynthesisConfig": "sds_audio.tasks.synthesize",
+    "PopulationConfig": "sds_audio.tasks.population",
     "separate": "sds_audio.tasks.separate",
     "SeparationConfig": "sds_audio.tasks.separate",
     "match": "sds_audio.tasks.match",

@@ -123,6 +123,7 @@ def check_options(synth: str, options: Any, prompts: list[str], *, local: bool) 
     for prompt in prompts:
         v.check_prompt(prompt)
     v.check_prior_name(options.prior)
+    options = options.for_synth(synth)
     v.check_int(options.steps, "--steps", 1, v.MAX_STEPS)
     v.check_int(options.restarts, "--restarts", 1, v.MAX_RESTARTS)
     v.check_int(options.denoise_steps, "--denoise-steps", 1, v.MAX_DENOISE_STEPS)
@@ -267,7 +268,7 @@ def build_library(prompts_file: str | Path, lib_dir: str | Path, synth: str = "f
     from .jobs import JobOptions
 
     t0 = time.perf_counter()
-    options = options or JobOptions()
+    options = (options or JobOptions()).for_synth(synth)
     prompts = read_prompts(prompts_file)
     seeds = parse_seeds(seeds) if isinstance(seeds, str) else parse_seeds(",".join(str(int(s)) for s in seeds))
     _check_counts(workers, retries, voice_fit_steps)

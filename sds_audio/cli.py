@@ -187,7 +187,8 @@ def _job_options(args: argparse.Namespace):
     return JobOptions(prior=args.prior, steps=args.steps, seed=args.seed, device=args.device,
                       guidance_scale=args.cfg, negative_prompt=args.negative,
                       duration_s=getattr(args, "duration_s", 1.5),
-                      restarts=getattr(args, "restarts", 1), lr=args.lr, denoise_steps=args.denoise_steps, judge=not args.no_judge,
+                      restarts=getattr(args, "restarts", None), population=getattr(args, "population", None),
+                      keep_best_every=getattr(args, "keep_best_every", None), lr=args.lr, denoise_steps=args.denoise_steps, judge=not args.no_judge,
                       codec_precision=args.codec_precision, progress=not args.quiet)
 
 
@@ -215,6 +216,15 @@ def _cmd_prompt_to_preset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _separation_method(args: argparse.Namespace) -> str:
+    """``--method`` as given; without it, ``latent`` when an option only the latent method reads is set, else ``mask``."""
+    if args.method is not None:
+        return args.method
+    latent_only = (args.init != "prior_mask" or args.decoding != "residual" or args.lr_schedule != "constant"
+                   or args.sds_target != "source")
+    return "latent" if latent_only else "mask"
+
+
 def _cmd_separate(args: argparse.Namespace) -> int:
     from .jobs import separate_file
 
@@ -227,7 +237,8 @@ def _cmd_separate(args: argparse.Namespace) -> int:
         record = separate_file(args.mixture, args.prompt, out, _job_options(args), gamma=args.gamma,
                                init=args.init, residual_decoding=args.decoding == "residual",
                                mask_refinements=args.mask_refinements, lr_schedule=args.lr_schedule,
-                               sds_target=args.sds_target, overwrite=args.overwrite,
+                               sds_target=args.sds_target, method=_separation_method(args), mask_lr=args.mask_lr,
+                               overwrite=args.overwrite,
                                resume=args.resume is not None)
     except KeyboardInterrupt as exc:
         return stopped(exc, _resume_advice("separate", out))
@@ -259,7 +270,11 @@ def _cmd_match(args: argparse.Namespace) -> int:
 def _add_job_options(p: argparse.ArgumentParser, *, synthesis: bool, default_steps: int) -> None:
     p.add_argument("--prior", default="embedded",
                    help="embedded (shipped), stable-audio-open, or a prior directory (default: embedded)")
-    p.add_argument("--steps", type=int, default=default_steps, help=f"optimisation steps (default {default_steps})")
+    if synthesis:
+        p.add_argument("--steps", type=int, default=None,
+                       help="optimisation steps (default: the synth's, 120 for fm / dx7, 150 for impact)")
+    else:
+        p.add_argument("--steps", type=int, default=default_steps, help=f"optimisation steps (default {default_steps})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available)")
     p.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance scale (default 5)")
@@ -269,7 +284,14 @@ def _add_job_options(p: argparse.ArgumentParser, *, synthesis: bool, default_ste
                    help="Adam learning rate" + ("" if synthesis else " (a fraction of the latents' RMS per step)"))
     if synthesis:
         p.add_argument("--duration-s", type=float, default=1.5, help="sound length in seconds (default 1.5)")
-        p.add_argument("--restarts", type=int, default=4, help="random starts optimised together (default 4)")
+        p.add_argument("--restarts", type=int, default=None,
+                       help="restarts optimised together (default: the synth's, 2 for fm / dx7, 4 for impact)")
+        p.add_argument("--population", type=int, default=None,
+                       help="structured draws the prior scores before SDS; the best --restarts become the "
+                            "restarts (default: 32 for fm / dx7, 0 = off for impact)")
+        p.add_argument("--keep-best-every", type=int, default=None, metavar="N",
+                       help="end each restart at its best state by the prior's score, checked every N steps "
+                            "(default: 20 for fm / dx7, 0 = off for impact)")
     p.add_argument("--no-judge", action="store_true", help="do not load the judge (no restart selection by score)")
     p.add_argument("--codec-precision", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="embedded prior: run its codec in bfloat16 (auto: on CPUs with AMX, where it is ~2x faster)")
@@ -329,6 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output directory (refused if it holds files, unless --overwrite)")
     p.add_argument("--resume", metavar="DIR", default=None, help="continue an interrupted run in DIR")
     p.add_argument("--gamma", type=float, default=0.3, help="weight of the SDS terms (0 = reconstruction only)")
+    p.add_argument("--method", choices=["mask", "latent"], default=None,
+                   help="mask (default): soft masks on the mixture's STFT, moved by SDS from the prior-mask split; "
+                        "the sources always sum to the mixture. latent: the sources as codec latents, chosen "
+                        "without --method when --init, --lr-schedule, --sds-target or --decoding is set otherwise "
+                        "than its default (it was made for --steps 200)")
+    p.add_argument("--mask-lr", type=float, default=None, metavar="LR",
+                   help="with --method mask: step size on the mask logits (default: the library's)")
     p.add_argument("--init", choices=["prior_mask", "mixture", "split"], default="prior_mask",
                    help="each source's start: the mixture split by masks of the prior's renditions of it under "
                         "each prompt (default), the whole mixture, or the mixture over the source count")
@@ -344,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoding", choices=["residual", "direct"], default="residual",
                    help="each source is its start plus the decoded change of its latents (default), or the "
                         "decoded latents themselves")
-    _add_job_options(p, synthesis=False, default_steps=200)
+    _add_job_options(p, synthesis=False, default_steps=40)
     p.set_defaults(func=_cmd_separate)
 
     p = sub.add_parser("match", help="recording -> preset of a synth (spectral sound matching, no prior): writes "

@@ -37,6 +37,14 @@ class JobOptions:
         negative_prompt: text the sound should move away from.
         duration_s: length of the rendered sound (synthesis).
         restarts: random initialisations optimised together (synthesis).
+        population: structured draws the prior scores before SDS, of which the ``restarts`` best are
+            kept (synthesis; :mod:`sds_audio.tasks.population`); 0: no population stage.
+        keep_best_every: end each restart at its best state by the prior's population score, checked
+            every this many steps (synthesis; 0: at its final state).
+        contrast: the SDS objective's ``contrast`` (:class:`~sds_audio.sds.SDSConfig`).
+
+    ``steps``, ``restarts``, ``population``, ``keep_best_every`` and ``contrast`` left None take the
+    synth's defaults (:data:`SYNTH_DEFAULTS`, :meth:`for_synth`); a separation run's ``steps`` default is 200.
         lr: Adam learning rate.
         denoise_steps: ``k`` of the decoder-SDS denoising chain.
         judge: use the shipped judge to pick the restart and score the run.
@@ -46,13 +54,16 @@ class JobOptions:
     """
 
     prior: str = "embedded"
-    steps: int = 150
+    steps: int | None = None
     seed: int = 0
     device: str | None = None
     guidance_scale: float = 5.0
     negative_prompt: str | None = None
     duration_s: float = 1.5
-    restarts: int = 4
+    restarts: int | None = None
+    population: int | None = None
+    keep_best_every: int | None = None
+    contrast: float | None = None
     lr: float = 0.05
     denoise_steps: int = 4
     judge: bool = True
@@ -61,6 +72,25 @@ class JobOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def for_synth(self, synth_type: str) -> "JobOptions":
+        """A copy with every option left None set to ``synth_type``'s default (:data:`SYNTH_DEFAULTS`)."""
+        defaults = dict(SYNTH_DEFAULTS.get(synth_type, SYNTH_DEFAULTS["impact"]))
+        if self.restarts is not None and defaults["population"]:       # a default population holds them all
+            defaults["population"] = max(defaults["population"], int(self.restarts))
+        return dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
+
+
+#: the prompt-to-preset defaults per synth (chosen on the validation prompts of benchmarks/quality.py).
+#: FM-like synths: a population stage over their discrete structure (ratios, carriers, DX7 algorithm),
+#: its two best draws as restarts, each ending at its best state by the prior's score; the impact
+#: model's SDS already moves its modes (re-seeding), so it starts from four random draws.
+SYNTH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fm": {"steps": 120, "restarts": 2, "population": 32, "keep_best_every": 20, "contrast": 0.0},
+    "dx7": {"steps": 120, "restarts": 2, "population": 32, "keep_best_every": 20, "contrast": 0.0},
+    "impact": {"steps": 150, "restarts": 4, "population": 0, "keep_best_every": 0, "contrast": 0.0},
+}
+POPULATION_DEFAULTS = {k: v["population"] for k, v in SYNTH_DEFAULTS.items()}
 
 
 def _device(name: str | None) -> torch.device:
@@ -184,6 +214,7 @@ def prompt_to_preset(synth_type: str, prompt: str | None, out_dir: str | Path, o
     from .presets import save_preset
     from .report import write_report
     from .sds import SDSConfig
+    from .tasks.population import PopulationConfig
     from .tasks.synthesize import CHECKPOINT_NAME, SynthesisConfig, synthesize
 
     if resume:
@@ -193,10 +224,11 @@ def prompt_to_preset(synth_type: str, prompt: str | None, out_dir: str | Path, o
             raise SDSAudioError(f"{run.path} holds a {record.get('task')!r} run, not a prompt-to-preset run")
         synth_type, prompt = record["synth"], record["prompt"]
         init = record.get("init")
-        options = JobOptions(**{**record["options"], "progress": options.progress if options else True})
+        earlier = {"population": 0, "keep_best_every": 0, "contrast": 0.0}    # runs from before these options
+        options = JobOptions(**{**earlier, **record["options"], "progress": options.progress if options else True})
         _check_resumable(run, CHECKPOINT_NAME)
     else:
-        options = options or JobOptions()
+        options = (options or JobOptions()).for_synth(synth_type)
         check_prompt(prompt)
         record = {"task": "synthesize", "synth": synth_type, "prompt": prompt, "options": options.to_dict()}
         if init is not None:
@@ -205,8 +237,10 @@ def prompt_to_preset(synth_type: str, prompt: str | None, out_dir: str | Path, o
     # validate everything before creating the output directory or loading a model
     config = SynthesisConfig(steps=options.steps, lr=options.lr, restarts=options.restarts,
                              duration_s=options.duration_s, seed=options.seed,
+                             population=PopulationConfig(size=options.population),
+                             keep_best_every=options.keep_best_every,
                              sds=SDSConfig(denoise_steps=options.denoise_steps, guidance_scale=options.guidance_scale,
-                                           negative_prompt=options.negative_prompt),
+                                           negative_prompt=options.negative_prompt, contrast=options.contrast),
                              init="random" if init is None else "current")
     check_synth_type(synth_type)
     start = _init_preset(init, synth_type)
@@ -246,6 +280,9 @@ def prompt_to_preset(synth_type: str, prompt: str | None, out_dir: str | Path, o
                      title=f"{synth_type}: {prompt!r}")
         chooser = (f"the shipped judge's score ({record.get('judge')})" if result.judge_final
                    else "the lowest SDS loss over the last 10 % of steps")
+        if result.population_scores:
+            record["population"] = {"size": config.population.size, "kept": result.population_kept,
+                                    "kept_scores": result.population_scores}
         record.update(status="done", best_restart=best, best_restart_chosen_by=chooser,
                       judge_initial=result.judge_initial, judge_final=result.judge_final,
                       timings_s={"load": round(load_s, 3), "optimise": round(result.seconds, 3)},
@@ -270,7 +307,10 @@ def _init_preset(init: str | None, synth_type: str):
 
 def _separation_curves(history: list[dict[str, Any]], prompts: list[str]) -> dict[str, dict[str, tuple[list, list]]]:
     steps = list(range(1, len(history) + 1))
-    curves = {"reconstruction loss (1 = silence)": {"L_rec": (steps, [h["loss_rec"] for h in history])}}
+    if history and "mask_change" in history[0]:     # the mask method: the sources sum to the mixture exactly
+        curves = {"mask change (KL from the split, nats)": {"KL": (steps, [h["mask_change"] for h in history])}}
+    else:
+        curves = {"reconstruction loss (1 = silence)": {"L_rec": (steps, [h["loss_rec"] for h in history])}}
     if history and history[0]["loss_sds"][0] is not None:
         curves["SDS loss per source"] = {p[:24]: (steps, [h["loss_sds"][k] for h in history])
                                          for k, p in enumerate(prompts)}
@@ -280,15 +320,16 @@ def _separation_curves(history: list[dict[str, Any]], prompts: list[str]) -> dic
 def separate_file(mixture_path: str | Path | None, prompts: list[str] | None, out_dir: str | Path,
                   options: JobOptions | None = None, *, gamma: float = 0.3, init: str = "prior_mask",
                   residual_decoding: bool = True, mask_refinements: int = 0, lr_schedule: str = "constant",
-                  sds_target: str = "source", overwrite: bool = False, resume: bool = False,
+                  sds_target: str = "source", method: str = "mask", mask_lr: float | None = None,
+                  overwrite: bool = False, resume: bool = False,
                   on_step: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Separate an audio file into one source per prompt; write the run directory.
 
     Writes ``{k:02d}_{prompt}.wav`` per source (24-bit, the input's rate and channels),
     ``report.png`` (mixture and source spectrograms, loss curves) and ``run.json``.
-    ``init``, ``residual_decoding``, ``mask_refinements``, ``lr_schedule`` and ``sds_target`` are
-    :class:`~sds_audio.tasks.separate.SeparationConfig`'s (``init``: ``"prior_mask"``, ``"mixture"`` or
-    ``"split"``). With ``resume=True`` the file, prompts and options come from ``out_dir/run.json``.
+    ``init``, ``residual_decoding``, ``mask_refinements``, ``lr_schedule``, ``sds_target``, ``method`` and
+    ``mask_lr`` (None: the library's) are :class:`~sds_audio.tasks.separate.SeparationConfig`'s (``init``:
+    ``"prior_mask"``, ``"mixture"`` or ``"split"``; ``method``: ``"mask"`` or ``"latent"``). With ``resume=True`` the file, prompts and options come from ``out_dir/run.json``.
     ``on_step`` is :func:`~sds_audio.tasks.separate.separate`'s (as in :func:`prompt_to_preset`).
     """
     from .audio_io import load_audio
@@ -299,19 +340,21 @@ def separate_file(mixture_path: str | Path | None, prompts: list[str] | None, ou
     from .tasks.separate import check_prompts as check_prompt_list
 
     choices = {"init": init, "residual_decoding": residual_decoding, "mask_refinements": mask_refinements,
-               "lr_schedule": lr_schedule, "sds_target": sds_target}
+               "lr_schedule": lr_schedule, "sds_target": sds_target, "method": method,
+               "mask_lr": SeparationConfig().mask_lr if mask_lr is None else mask_lr}
     if resume:
         run = RunDirectory(out_dir, resume=True)
         record = run.read()
         if record.get("task") != "separate":
             raise SDSAudioError(f"{run.path} holds a {record.get('task')!r} run, not a separation run")
         mixture_path, prompts, gamma = record["mixture"], record["prompts"], record["gamma"]
-        older = {"init": "mixture", "residual_decoding": False, **OPTIONS_ADDED_LATER}   # runs before the options
+        older = {"init": "mixture", "residual_decoding": False, "mask_lr": SeparationConfig().mask_lr,
+                 **OPTIONS_ADDED_LATER}                                   # runs before the options
         choices = {name: record.get(name, older[name]) for name in choices}
         options = JobOptions(**{**record["options"], "progress": options.progress if options else True})
         _check_resumable(run, SEPARATION_CHECKPOINT)
     else:
-        options = options or JobOptions(steps=200, lr=0.25)
+        options = options or JobOptions(steps=SeparationConfig().steps if method == "mask" else 200, lr=0.25)
         prompts = check_prompts(prompts)                  # two or more, each a real prompt
         check_input_audio(mixture_path, "separate", "mixture")   # header: length policy, at most stereo
         record = {"task": "separate", "mixture": str(mixture_path), "prompts": list(prompts or []), "gamma": gamma,

@@ -27,6 +27,15 @@ SDS in three ways, all here:
    chain (``denoise_steps``) instead of the one-step estimate, for a cleaner
    target at the same noise level.
 
+An option beyond the paper, **contrast** ``lambda`` (``SDSConfig.contrast``): a second rendition
+``x_u`` from the same noisy latents with guidance 0 (the unconditional, or negative-prompt, branch)
+and the loss ``L(x; x_hat) - lambda L(x; x_u)``. Its gradient
+``sum_m w_m / N_m J_m^T ((1 - lambda) S_m(x) - S_m(x_hat) + lambda S_m(x_u))`` keeps the pull toward
+the guided rendition but cancels, in proportion ``lambda``, the part every rendition shares whatever
+the prompt (e.g. a prior whose renditions fade pulls every patch's decay shorter); at ``lambda = 1``
+the update is the difference of the two renditions alone, the implicit-classifier direction of
+classifier score distillation (Yu et al., arXiv 2310.19415), here measured on spectra.
+
 All of it runs at the prior's sample rate and channel count: the render is
 resampled and channel-matched differentiably first
 (:func:`sds_audio.audio_io.resample`, :func:`~sds_audio.audio_io.match_channels`).
@@ -89,6 +98,10 @@ class SDSConfig:
             peak of 0.5; lower floors weigh near-silent bins more and make the landscape rougher).
         spectral_weight: weight ``w_m`` of each resolution (decoder objective).
         waveform_weight: weight of the waveform term (decoder objective; 0 = off).
+        contrast: decoder objective: weight ``lambda`` of the distance to the *unconditional* rendition
+            (the same noise, guidance 0), subtracted from the distance to the guided one, so the update
+            follows what the prompt changes in the rendition rather than what every rendition shares
+            (0 = plain Audio-SDS; 1 = only the difference of the two renditions; see the module text).
         latent_weighting: ``w(t)`` of latent SDS: ``"unit"`` or ``"noise_variance"``
             (``sin(pi t / 2)^2``, DreamFusion's weighting in the library's cosine time).
         seed: seed of the objective's own generator (t and noise draws).
@@ -108,6 +121,7 @@ class SDSConfig:
     log_floor: float = 1e-3
     spectral_weight: float = 1.0
     waveform_weight: float = 0.0
+    contrast: float = 0.0
     latent_weighting: str = "unit"
     seed: int = 0
 
@@ -133,6 +147,8 @@ class SDSConfig:
             raise bad("log_floor", "log_floor must be > 0")
         if self.spectral_weight < 0 or self.waveform_weight < 0 or self.spectral_weight + self.waveform_weight == 0:
             raise bad("spectral_weight", "loss weights must be >= 0 and not both 0")
+        if not (math.isfinite(self.contrast) and 0.0 <= self.contrast <= 1.0):
+            raise bad("contrast", "contrast must lie in [0, 1]")
         if self.latent_weighting not in LATENT_WEIGHTINGS:
             raise bad("latent_weighting", f"latent_weighting must be one of {', '.join(LATENT_WEIGHTINGS)}")
         TSchedule(self.t_schedule, self.t_min, self.t_max)  # validates the schedule fields
@@ -226,7 +242,7 @@ def prepare_audio(audio: torch.Tensor, sample_rate: int, prior: Prior) -> torch.
     return match_channels(x, prior.channels).to(prior.device)
 
 
-def _fit_length(audio: torch.Tensor, n_samples: int) -> torch.Tensor:
+def fit_length(audio: torch.Tensor, n_samples: int) -> torch.Tensor:
     """Crop or zero-pad the last axis to ``n_samples``."""
     if audio.shape[-1] >= n_samples:
         return audio[..., :n_samples]
@@ -256,14 +272,21 @@ def decoder_sds(prior: Prior, audio: torch.Tensor, sample_rate: int, cond: Condi
         t_flat = t.reshape(-1)
         z_t = prior.add_noise(z.repeat(n_draws, 1, 1), noise.to(z.device), t_flat)
         z0_hat = prior.denoise(z_t, t_flat, cond, config.guidance_scale, steps=config.denoise_steps)
-        x_hat = _fit_length(prior.decode(z0_hat).float(), x.shape[-1])   # (n*B, C', T')
+        x_hat = fit_length(prior.decode(z0_hat).float(), x.shape[-1])   # (n*B, C', T')
         x_hat = x_hat.reshape(n_draws, batch, *x.shape[1:])
         target = [s.reshape(n_draws, batch, *s.shape[1:]) for s in emphasis(x_hat.flatten(0, 1))]
+        if config.contrast:           # the unconditional rendition from the same noisy latents
+            z0_u = prior.denoise(z_t, t_flat, cond, 0.0, steps=config.denoise_steps)
+            x_u = fit_length(prior.decode(z0_u).float(), x.shape[-1])
+            away = [s.reshape(n_draws, batch, *s.shape[1:]) for s in emphasis(x_u)]
     # The update is the gradient of the emphasis loss at x; take it on a detached copy
     # (cheap: STFTs only) so its norm is free, then attach it to the render's graph.
     leaf = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        item_loss = spectral_emphasis_loss(emphasis(leaf), target, config.spectral_weight)
+        specs = emphasis(leaf)
+        item_loss = spectral_emphasis_loss(specs, target, config.spectral_weight)
+        if config.contrast:
+            item_loss = item_loss - config.contrast * spectral_emphasis_loss(specs, away, config.spectral_weight)
         if config.waveform_weight:
             wave = (leaf.unsqueeze(0) - x_hat).square().flatten(2).mean(-1).mean(0)
             item_loss = item_loss + 0.5 * config.waveform_weight * wave
@@ -299,7 +322,7 @@ def latent_sds(prior: Prior, audio: torch.Tensor, sample_rate: int, cond: Condit
         g = (w.to(z.device).reshape(-1, 1, 1) * (eps_hat - eps)).reshape(n_draws, batch, *z.shape[1:]).mean(0)
         if not torch.isfinite(g).all():
             raise SDSAudioError("the SDS update is not finite; check the prior's dtype (use float32 or bfloat16)")
-        x_hat = _fit_length(prior.decode(z0_hat[:batch]).float(), x.shape[-1])
+        x_hat = fit_length(prior.decode(z0_hat[:batch]).float(), x.shape[-1])
     item_loss = 0.5 * (z - (z.detach() - g)).square().flatten(1).sum(-1)
     return SDSResult(loss=item_loss.sum(), item_loss=item_loss.detach(), grad_norm=g.flatten(1).norm(dim=1),
                      t=t, x_hat=x_hat, sample_rate=int(prior.sample_rate))

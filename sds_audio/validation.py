@@ -50,6 +50,7 @@ from .paths import check_creatable, check_input_dir, check_input_file, check_out
 MAX_PROMPT_CHARS = 1000
 MAX_STEPS = 100_000
 MAX_RESTARTS = 64
+MAX_POPULATION = 1024
 MAX_SEED = 2 ** 63 - 1
 #: longest sound a prompt command makes before the prior is known (its own maximum is checked after loading)
 MAX_SYNTH_DURATION_S = 60.0
@@ -207,7 +208,8 @@ def _render(args: argparse.Namespace) -> None:
 
 def _job_options(args: argparse.Namespace, *, synthesis: bool) -> None:
     check_prior_name(args.prior)
-    check_int(args.steps, "--steps", 1 if synthesis else 0, MAX_STEPS)
+    if args.steps is not None:
+        check_int(args.steps, "--steps", 1 if synthesis else 0, MAX_STEPS)
     check_seed(args.seed)
     check_float(args.cfg, "--cfg", 0.0, MAX_GUIDANCE)
     if args.negative is not None:
@@ -215,8 +217,19 @@ def _job_options(args: argparse.Namespace, *, synthesis: bool) -> None:
     check_int(args.denoise_steps, "--denoise-steps", 1, MAX_DENOISE_STEPS)
     check_float(args.lr, "--lr", 0.0, 10.0, lo_open=True)
     if synthesis:
+        from .jobs import SYNTH_DEFAULTS
+
+        defaults = SYNTH_DEFAULTS.get(getattr(args, "command", ""), SYNTH_DEFAULTS["impact"])
         check_float(args.duration_s, "--duration-s", 0.0, MAX_SYNTH_DURATION_S, lo_open=True)
-        check_int(args.restarts, "--restarts", 1, MAX_RESTARTS)
+        restarts = defaults["restarts"] if args.restarts is None else args.restarts
+        check_int(restarts, "--restarts", 1, MAX_RESTARTS)
+        population = args.population if getattr(args, "population", None) is not None else \
+            (max(defaults["population"], restarts) if defaults["population"] else 0)
+        check_int(population, "--population", 0, MAX_POPULATION)
+        if 0 < population < restarts:
+            raise SDSAudioError(f"--population ({population}) must be 0 or at least --restarts ({restarts})")
+        if getattr(args, "keep_best_every", None) is not None:
+            check_int(args.keep_best_every, "--keep-best-every", 0, MAX_STEPS)
     resolve_device(args.device)
 
 

@@ -171,10 +171,31 @@ class Synth(nn.Module):
         return {}
 
     @torch.no_grad()
-    def select(self, index: int) -> "Synth":
-        """A batch-1 copy holding candidate ``index`` (for saving the best restart)."""
-        out = type(self)(**self.config(), batch_size=1)
+    def propose_(self, generator: torch.Generator | None = None) -> "Synth":
+        """Draw candidates for a population search (:mod:`sds_audio.tasks.population`).
+
+        The base class draws like :meth:`randomize_`; a synth with discrete structure (operator
+        ratios, which operators sound) overrides this to draw that structure as patches use it.
+        """
+        return self.randomize_(generator)
+
+    def _settings_for(self, indices: Sequence[int]) -> dict[str, Any]:
+        """Constructor settings of a synth holding the candidates ``indices`` (per-candidate
+        settings, such as the DX7 voice's algorithm, override this)."""
+        return self.config()
+
+    @torch.no_grad()
+    def gather(self, indices: Sequence[int]) -> "Synth":
+        """A copy holding candidates ``indices`` in that order (batch ``len(indices)``)."""
+        index = [int(i) for i in indices]
+        if not index or any(not 0 <= i < self.batch_size for i in index):
+            raise ValueError(f"indices must be a non-empty list of candidates 0..{self.batch_size - 1}, got {index}")
+        out = type(self)(**self._settings_for(index), batch_size=len(index))
         out.to(next(self.parameters()).device)
         for name in self.param_specs:
-            out.raw[name].copy_(self.raw[name][index:index + 1])
+            out.raw[name].copy_(self.raw[name][index])
         return out
+
+    def select(self, index: int) -> "Synth":
+        """A batch-1 copy holding candidate ``index`` (for saving the best restart)."""
+        return self.gather([index])

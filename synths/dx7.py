@@ -236,6 +236,28 @@ class DX7Synth(Synth):
             raw.copy_(spec.from_physical(lo + (hi - lo) * (margin + (1 - 2 * margin) * x01)).to(raw.device))
         return self
 
+    #: coarse settings a drawn voice snaps to (0 = ratio 0.5, then multiples 1..8) and the chance it does
+    HARMONIC_COARSE = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
+    HARMONIC_CHANCE = 0.75
+
+    @torch.no_grad()
+    def propose_(self, generator: torch.Generator | None = None) -> "DX7Synth":
+        """Draws for a population search: :meth:`randomize_`, then each operator with chance
+        :data:`HARMONIC_CHANCE` on a harmonic ratio (coarse from :data:`HARMONIC_COARSE`, fine 0).
+        The algorithm is a setting: a population built with a list of algorithms (as the ``dx7``
+        command's is, one per candidate, cycling) searches over them."""
+        self.randomize_(generator)
+        shape = self.raw["coarse"].shape
+        lattice = torch.tensor(self.HARMONIC_COARSE)
+        snap = torch.rand(shape, generator=generator) < self.HARMONIC_CHANCE
+        coarse = lattice[torch.randint(len(lattice), shape, generator=generator)]
+        controls = self.controls()
+        coarse = torch.where(snap, coarse, controls["coarse"].detach().cpu())
+        fine = torch.where(snap, torch.zeros(shape), controls["fine"].detach().cpu())
+        for name, value in (("coarse", coarse), ("fine", fine)):
+            self.raw[name].copy_(self.param_specs[name].from_physical(value).to(self.raw[name]))
+        return self
+
     # -- levels, rates, frequencies -----------------------------------------------------------
     def _key(self, controls: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Continuous MIDI note ``(B,)`` and the integer key the keyboard scalings see ``(B,)``."""
@@ -306,13 +328,10 @@ class DX7Synth(Synth):
         return gain * (0.25 if tab.ALGORITHMS[algorithm - 1].reduced_feedback else 1.0)
 
     @torch.no_grad()
-    def select(self, index: int) -> "DX7Synth":
-        """A batch-1 copy holding candidate ``index``, with that candidate's algorithm."""
-        out = type(self)(**{**self.config(), "algorithm": self.algorithm_of(index)}, batch_size=1)
-        out.to(next(self.parameters()).device)
-        for name in self.param_specs:
-            out.raw[name].copy_(self.raw[name][index:index + 1])
-        return out
+    def _settings_for(self, indices: Sequence[int]) -> dict[str, Any]:
+        """Each gathered candidate keeps its algorithm."""
+        algorithms = [self.algorithm_of(i) for i in indices]
+        return {**self.config(), "algorithm": algorithms[0] if len(set(algorithms)) == 1 else algorithms}
 
     # -- rendering --------------------------------------------------------------------------
     def render(self, controls: Mapping[str, torch.Tensor], n_samples: int) -> torch.Tensor:

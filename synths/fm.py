@@ -150,6 +150,42 @@ class FMSynth(Synth):
             mod[1, 0] = 1.5
         self.set_controls({"level": level, "ratio": ratio, "mod_index": mod})
 
+    #: operator ratios a drawn patch snaps to (sub-octave, unison and the first harmonics)
+    HARMONIC_RATIOS = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
+    #: chance that a drawn operator sits on :data:`HARMONIC_RATIOS` (else anywhere on the ratio range)
+    HARMONIC_CHANCE = 0.75
+    #: chance that an operator other than 0 is a carrier / that a permitted modulation path is used
+    CARRIER_CHANCE = 0.35
+    MODULATION_CHANCE = 0.5
+    #: level of an operator drawn silent and index of an unused path (inside the ranges: still trainable)
+    QUIET = 0.02
+
+    @torch.no_grad()
+    def propose_(self, generator: torch.Generator | None = None) -> "FMSynth":
+        """Draw patches the way FM patches are built, for a population search: ratios mostly on a
+        harmonic lattice, operator 0 a carrier at ratio 1 and each other operator one with chance
+        :data:`CARRIER_CHANCE`, each modulation path ``j > k`` used with chance :data:`MODULATION_CHANCE`
+        with an index skewed toward small values (``8 u^2`` rad); the rest as :meth:`randomize_`."""
+        self.randomize_(generator)
+        b, n = self.batch_size, self.n_operators
+
+        def u(*shape: int) -> torch.Tensor:
+            return torch.rand(shape, generator=generator)
+
+        lattice = torch.tensor(self.HARMONIC_RATIOS)
+        pick = lattice[torch.randint(len(lattice), (b, n), generator=generator)]
+        ratio = torch.where(u(b, n) < self.HARMONIC_CHANCE, pick, self.controls()["ratio"].cpu())
+        ratio[:, 0] = 1.0                   # operator 0 plays f0 itself
+        carrier = u(b, n) < self.CARRIER_CHANCE
+        carrier[:, 0] = True
+        level = torch.where(carrier, 0.4 + 0.6 * u(b, n), torch.full((b, n), self.QUIET))
+        used = (u(b, n, n) < self.MODULATION_CHANCE) & self.mod_mask.cpu().bool()
+        mod_index = torch.where(used, (8.0 * u(b, n, n).square()).clamp(self.QUIET, 7.9),
+                                torch.full((b, n, n), self.QUIET))
+        for name, value in (("ratio", ratio), ("level", level), ("mod_index", mod_index)):
+            self.raw[name].copy_(self.param_specs[name].from_physical(value).to(self.raw[name]))
+        return self
+
     def config(self) -> dict[str, Any]:
         return {"n_operators": self.n_operators, "sample_rate": self.sample_rate, "channels": self.channels,
                 "feedback": self.feedback, "fixed_frequency": list(self.fixed_frequency)}

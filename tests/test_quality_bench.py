@@ -51,6 +51,26 @@ def test_a_run_is_graded_on_every_prompt_of_its_set_with_specificity(tmp_path):
     final = torch.tensor(run["final"])
     assert run["kept_restart"] == int(final.argmin())    # the quietest final restart scores lowest here
     assert len(run["init"]) == len(run["final"]) == 3
+    assert "draws_audio" not in recorded and run["init_mean"] == pytest.approx(run["start_mean"])
+
+
+def test_with_a_population_the_baseline_is_the_mean_of_all_its_draws(tmp_path):
+    prior = load_prior(str(write_prior_dir(tmp_path / "prior")), device="cpu")
+    prompts = ["kick drum", "flute"]
+
+    def grade(audio, sample_rate, ps):
+        rms = audio.float().pow(2).mean(dim=(1, 2)).sqrt()
+        return torch.stack([rms * (k + 1) for k in range(len(ps))], -1)
+
+    judges = {"grade": grade, "select": lambda a, sr, p: torch.zeros(a.shape[0]), "by": "judge", "by_desc": "test",
+              "grade_name": "test"}
+    recorded = quality.run_once(prior, judges, "fm", "flute", 0, steps=1, restarts=2, duration_s=0.2, population=5)
+    assert recorded["draws_audio"].shape[0] == 5 and recorded["init_audio"].shape[0] == 2
+    run = quality.grade_run(recorded, grade, prompts)
+    draws = grade(recorded["draws_audio"], 0, prompts)[:, 1].mean()
+    assert run["init_mean"] == pytest.approx(float(draws), rel=1e-5)
+    assert run["gain_mean"] == pytest.approx(run["final_mean"] - float(draws), abs=1e-6)
+    assert run["start_mean"] == pytest.approx(float(grade(recorded["init_audio"], 0, prompts)[:, 1].mean()), rel=1e-5)
 
 
 def test_recorded_runs_round_trip_through_the_cache(tmp_path):

@@ -1,4 +1,5 @@
-"""Prompt-guided separation against an oracle prior: it separates, reconstructs, windows, resumes exactly.
+"""Prompt-guided separation (the latent method) against an oracle prior: it separates, reconstructs, windows,
+resumes exactly.
 
 The test prior is :class:`OraclePrior`'s exact framing autoencoder with a
 ``denoise`` that returns the encoding of the true source *for the prompt it is
@@ -70,7 +71,9 @@ def _sources(n: int = N, decay_s: float | None = 0.25) -> tuple[torch.Tensor, to
 
 
 def _config(steps: int = 100, **kw) -> SeparationConfig:
+    """The latent method (these tests are about it; ``tests/test_mask_separation.py`` tests the mask method)."""
     kw.setdefault("sds", SDSConfig(n_ffts=N_FFTS, guidance_scale=1.0))
+    kw.setdefault("method", "latent")
     return SeparationConfig(steps=steps, rec_n_ffts=N_FFTS, **kw)
 
 

@@ -64,3 +64,22 @@ def test_level_difference_alternates_and_keeps_the_draws(corpus):
             ratio = float(s_apart.square().sum().sqrt() / s_equal.square().sum().sqrt())
             torch.testing.assert_close(s_apart, s_equal * ratio, rtol=0, atol=1e-6)
         torch.testing.assert_close(b["sources"].sum(0), b["mixture"])
+
+
+def test_seam_flux_finds_a_seam_and_not_a_smooth_join():
+    n = 4 * SR
+    t = torch.arange(n) / SR
+    noise = 0.1 * torch.randn(n, generator=torch.Generator().manual_seed(0))
+    smooth = (0.3 * torch.sin(2 * math.pi * 440 * t) + noise).reshape(1, 1, n)
+    windows = [(0, 2 * SR), (int(1.75 * SR), int(2.25 * SR))]        # one overlap, 1.75-2.0 s
+    clean = bench.seam_flux(smooth, windows)
+    assert clean["n_joins"] == 1 and 0.7 < clean["ratio"] < 1.3
+    seamed = smooth.clone()
+    for k in range(5):                                                 # a click-like jump every 50 ms inside the join
+        i = int((1.76 + 0.05 * k) * SR)
+        seamed[..., i:] *= -1.0
+        seamed[..., i:i + 64] += 0.8
+    assert bench.seam_flux(seamed, windows)["ratio"] > 1.5 * clean["ratio"]
+    # the windows' rate may differ from the audio's
+    half = [(a // 2, length // 2) for a, length in windows]
+    assert bench.seam_flux(smooth, half, scale=2.0)["ratio"] == pytest.approx(clean["ratio"], rel=0.05)

@@ -57,8 +57,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "DX7 banks bank_NN.syx (default 0: no voices; dx7 libraries always get banks)")
     p.add_argument("--prior", default="embedded",
                    help="embedded (shipped), stable-audio-open, or a prior directory (default: embedded)")
-    p.add_argument("--steps", type=int, default=150, help="optimisation steps per run (default 150)")
-    p.add_argument("--restarts", type=int, default=4, help="random starts optimised together (default 4)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimisation steps per run (default: the synth's, 120 for fm / dx7, 150 for impact)")
+    p.add_argument("--restarts", type=int, default=None,
+                   help="restarts optimised together (default: the synth's, 2 for fm / dx7, 4 for impact)")
     p.add_argument("--duration-s", type=float, default=1.5, help="sound length in seconds (default 1.5)")
     p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
     p.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance scale (default 5)")

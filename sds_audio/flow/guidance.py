@@ -31,7 +31,8 @@ def guided_velocity(model: FlowModel, cond: FlowCondition, uncond: FlowCondition
         cond: conditional branch (batch ``B`` or 1).
         uncond: unconditional / negative branch (batch ``B`` or 1); None means
             the model's null text with ``cond``'s durations.
-        scale: guidance scale; at exactly 1 only the conditional branch runs.
+        scale: guidance scale; at exactly 1 only the conditional branch runs, at exactly 0 only the
+            unconditional one.
     """
     if uncond is None:
         uncond = FlowCondition(cond.tokens[:, :1], cond.mask[:, :1], cond.pooled, cond.seconds,
@@ -42,6 +43,8 @@ def guided_velocity(model: FlowModel, cond: FlowCondition, uncond: FlowCondition
         c = cond.expand_to(b)
         if scale == 1.0:
             return model(x, s, c)
+        if scale == 0.0:
+            return model(x, s, uncond.expand_to(b))
         both = FlowCondition.cat([c, uncond.expand_to(b)])
         v = model(torch.cat([x, x]), torch.cat([s, s]), both)
         v_cond, v_uncond = v.chunk(2)

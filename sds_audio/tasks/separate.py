@@ -1,5 +1,10 @@
 """Mixture + prompts -> sources: prompt-guided source separation with Audio-SDS.
 
+Two methods (``SeparationConfig.method``). ``"mask"``, the default, optimises soft masks on the
+mixture's STFT from the prior-mask split, so the sources always sum to the mixture and only SDS
+moves them (:mod:`sds_audio.tasks.mask_separation`; its figures there). ``"latent"``, described
+below, holds the sources as codec latents.
+
 Each of the ``K`` prompts gets one source, held as a latent of the prior's
 autoencoder (:class:`~sds_audio.synths.LatentSynth`, batch ``K``, decoder
 ``prior.decode``). The sources start from the encoded mixture, by default split
@@ -163,6 +168,7 @@ from ..spectral import MultiResolutionSTFTDistance
 from ..synths import LatentSynth
 from ..synths.dsp import fit_length
 from .checkpoint import load_checkpoint, save_checkpoint
+from .mask_separation import MaskWindow, check_mask_options
 
 CHECKPOINT_NAME = "separation_checkpoint.pt"
 INITS = ("split", "mixture", "prior_mask")
@@ -184,9 +190,22 @@ class SeparationConfig:
     """Options of a separation run (validated on construction).
 
     Attributes:
+        method: ``"mask"`` (default: the sources are soft masks on the mixture's STFT, moved by SDS from
+            the prior-mask split, :mod:`sds_audio.tasks.mask_separation`) or ``"latent"`` (the sources are
+            codec latents, optimised on ``L_rec + gamma SDS`` as the module docstring describes).
         steps: Adam updates per window (0: none; each window's sources are its start as is, e.g. the
-            prior-mask split without a trip through the codec).
-        lr: Adam step size as a fraction of the RMS of the window's starting latents (converted to
+            prior-mask split without a trip through the codec). 40 suits the mask method; the latent
+            method was tuned with 200.
+        mask_lr: ``method="mask"``: Adam step size on the mask logits (nats per step), falling to 0
+            along a half cosine over each window's steps.
+        mask_trust: ``method="mask"``: weight of the mean KL divergence of the masks from the start's.
+        mask_n_fft: ``method="mask"``: STFT size of the masks, in samples at the prior's rate (hop a quarter).
+        mask_target: ``method="mask"``: ``"vote"`` (each step, the masks move toward the Wiener masks of
+            the sources' renditions, weighted by the mixture's power) or ``"rendition"`` (each source's
+            decoder-SDS gradient toward its own rendition, through the iSTFT).
+        mask_t: ``method="mask"``: the range ``(t_min, t_max)`` the renditions' noise levels are drawn
+            from (replaces ``sds.t_min`` / ``sds.t_max``, which the latent method uses).
+        lr: ``method="latent"``: Adam step size as a fraction of the RMS of the window's starting latents (converted to
             the learning rate on the unconstrained latents, so it means the same for every prior).
         lr_schedule: ``"constant"`` or ``"cosine"`` (falls from ``lr`` to 0 over each window's steps).
         gamma: weight of the SDS terms (0 = reconstruction only).
@@ -218,7 +237,13 @@ class SeparationConfig:
         sds: the SDS objectives' options (their ``seed`` is replaced as above).
     """
 
-    steps: int = 200
+    method: str = "mask"
+    steps: int = 40
+    mask_lr: float = 0.1
+    mask_trust: float = 0.0
+    mask_n_fft: int = 2048
+    mask_target: str = "vote_power"
+    mask_t: tuple[float, float] = (0.1, 0.4)
     lr: float = 0.25
     lr_schedule: str = "constant"
     gamma: float = 0.3
@@ -288,6 +313,10 @@ class SeparationConfig:
             raise bad("checkpoint_every", "checkpoint_every must be an integer >= 0")
         if not isinstance(self.sds, SDSConfig):
             raise bad("sds", "sds must be an SDSConfig")
+        problem = check_mask_options(self)
+        if problem is not None:
+            name, why = problem.split(": ", 1)
+            raise bad(name, why)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -520,7 +549,9 @@ def check_mixture(mixture: torch.Tensor, sample_rate: int) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- checkpoints
 # options newer than the checkpoint format, with the value runs made before them had
-OPTIONS_ADDED_LATER = {"mask_refinements": 0, "lr_schedule": "constant", "sds_target": "source"}
+OPTIONS_ADDED_LATER = {"mask_refinements": 0, "lr_schedule": "constant", "sds_target": "source", "method": "latent"}
+#: options of the mask method, left out of a latent run's signature (they do not act on it)
+MASK_OPTIONS = ("mask_lr", "mask_trust", "mask_n_fft", "mask_target", "mask_t")
 
 
 def _signature(prompts: list[str], config: SeparationConfig, mixture: torch.Tensor, sample_rate: int) -> str:
@@ -528,6 +559,9 @@ def _signature(prompts: list[str], config: SeparationConfig, mixture: torch.Tens
     options.pop("checkpoint_every")
     for name, value in OPTIONS_ADDED_LATER.items():   # so checkpoints written before they existed resume
         if options[name] == value:
+            options.pop(name)
+    if config.method == "latent":
+        for name in MASK_OPTIONS:
             options.pop(name)
     digest = hashlib.sha256(mixture.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
     return json.dumps({"prompts": prompts, "config": options, "shape": list(mixture.shape),
@@ -753,7 +787,8 @@ def separate(mixture: torch.Tensor, prompts: Sequence[str], prior: Prior, config
         stop.install()
         for w in range(first_window, len(windows)):
             start, length = windows[w]
-            current = _Window(mix_p[:, start:start + length], w, prompts, prior, config, rec, level)
+            window_type = MaskWindow if config.method == "mask" else _Window
+            current = window_type(mix_p[:, start:start + length], w, prompts, prior, config, rec, level)
             completed = first_step if w == first_window else 0
             if completed > 0:
                 if pending is None:
@@ -790,9 +825,9 @@ def separate(mixture: torch.Tensor, prompts: Sequence[str], prior: Prior, config
         weights = crossfade_weights(windows, n_prior)
         sources_p = overlap_add(done, windows, weights, n_prior)            # (K, C', T')
         back = fit_length(resample(sources_p.float(), prior_rate, sample_rate), mix.shape[-1]).to(out_device)
-        if config.output == "wiener" and config.steps > 0:
+        if config.output == "wiener" and config.steps > 0 and config.method == "latent":
             sources = wiener_remix(back, mix, sample_rate)
-        elif config.output == "wiener":  # the starts are splits of the mixture already: no second mask
+        elif config.output == "wiener":  # the sources split the mixture already (mask method, or no step)
             back = match_channels(back, mix.shape[0])
             sources = (back + (mix - back.sum(dim=0)) / k).contiguous()
         else:

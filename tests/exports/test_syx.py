@@ -206,10 +206,11 @@ def test_dx7_prompt_command_writes_a_voice(tmp_path, prior_dir):
     voice = parse_syx((out / "voice.syx").read_bytes())[0]
     assert voice.name == "GLASSY ELE"
     assert voice == preset.synth.to_voice(0, controls=preset.controls, name="glassy electric piano")
-    # the restarts tried different algorithms; the preset holds the kept one's
+    # the population's draws tried different algorithms; the preset holds the kept restart's
     from sds_audio.synths.dx7 import restart_algorithms
 
-    assert preset.synth.algorithm == restart_algorithms(0)[record["best_restart"]]
+    drawn = record["population"]["kept"][record["best_restart"]]
+    assert preset.synth.algorithm == restart_algorithms(0)[drawn % 32]
 
 
 def test_dx7_prompt_command_starts_from_a_bank_voice(tmp_path, prior_dir, capsys):
