@@ -152,7 +152,21 @@ def start_masks(parts: torch.Tensor, stft: MaskSTFT, exponent: float = 2.0) -> t
     return (power + eps / parts.shape[0]) / (total + eps)
 
 
-class MaskWindow:
+class SeededObjectives:
+    """A window whose sources each have an SDS objective with its own seeded generator; the
+    generators' states travel with the window's checkpoint."""
+
+    objectives: list[SDSObjective]
+
+    def generator_states(self) -> list[torch.Tensor]:
+        return [o.generator.get_state() for o in self.objectives]
+
+    def set_generator_states(self, states: list[torch.Tensor]) -> None:
+        for objective, g in zip(self.objectives, states):
+            objective.generator.set_state(g)
+
+
+class MaskWindow(SeededObjectives):
     """The optimisation state of one window for ``method="mask"``: the mask logits, Adam, one SDS objective per prompt.
 
     Same interface as the latent window of :mod:`sds_audio.tasks.separate` (``step``, ``sources``,
@@ -242,13 +256,6 @@ class MaskWindow:
         if steps_done == 0:
             return self.start.detach().clone()
         return self.render().detach()
-
-    def generator_states(self) -> list[torch.Tensor]:
-        return [o.generator.get_state() for o in self.objectives]
-
-    def set_generator_states(self, states: list[torch.Tensor]) -> None:
-        for objective, g in zip(self.objectives, states):
-            objective.generator.set_state(g)
 
     def state(self) -> dict[str, Any]:
         return {"logits": self.logits.detach().cpu().clone(), "optimizer": self.optimizer.state_dict(),

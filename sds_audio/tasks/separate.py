@@ -168,7 +168,7 @@ from ..spectral import MultiResolutionSTFTDistance
 from ..synths import LatentSynth
 from ..synths.dsp import fit_length
 from .checkpoint import load_checkpoint, save_checkpoint
-from .mask_separation import MaskWindow, check_mask_options
+from .mask_separation import MaskWindow, SeededObjectives, check_mask_options
 
 CHECKPOINT_NAME = "separation_checkpoint.pt"
 INITS = ("split", "mixture", "prior_mask")
@@ -590,7 +590,7 @@ def _reconstruction_loss(rec: MultiResolutionSTFTDistance, waveform_weight: floa
     return loss
 
 
-class _Window:
+class _Window(SeededObjectives):
     """The optimisation state of one window: the latent sources, Adam, one SDS objective per prompt."""
 
     def __init__(self, chunk: torch.Tensor, index: int, prompts: list[str], prior: Prior,
@@ -671,13 +671,6 @@ class _Window:
         if steps_done == 0:
             return self.start.detach().float().clone()
         return self.render().detach()
-
-    def generator_states(self) -> list[torch.Tensor]:
-        return [o.generator.get_state() for o in self.objectives]
-
-    def set_generator_states(self, states: list[torch.Tensor]) -> None:
-        for objective, g in zip(self.objectives, states):
-            objective.generator.set_state(g)
 
     def state(self) -> dict[str, Any]:
         return {"raw": self.synth.raw["latents"].detach().cpu().clone(), "optimizer": self.optimizer.state_dict(),
