@@ -224,6 +224,7 @@ def test_render_tab_plays_an_uploaded_preset(page, tmp_path):
     text = _status(page, "render", r"render:|error")
     assert "ImpactSynth, 0.40 s at 22050 Hz, made for 'small bell'" in text
     assert page.locator("#render-audio a[download]").get_attribute("download") == "sound.wav"
+    page.wait_for_selector("#render-spectrogram img", timeout=30_000)   # the image can land after the text
     assert page.locator("#render-spectrogram img").count() == 1
 
 
