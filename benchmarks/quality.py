@@ -57,7 +57,7 @@ from sds_audio.jobs import SYNTH_DEFAULTS, build_synth, load_judge_scorer
 from sds_audio.judge import judge_score, load_judge
 from sds_audio.priors.registry import load_prior
 from sds_audio.sds import SDSConfig
-from sds_audio.tasks.population import PopulationConfig
+from sds_audio.tasks.population import PopulationConfig, draw_population
 from sds_audio.tasks.synthesize import SynthesisConfig, synthesize
 
 FM_CONCEPTS = ("synth bass", "synth lead", "electric piano", "tubular bells", "kick drum", "organ", "synth brass",
@@ -138,7 +138,7 @@ def run_once(prior, judges: dict, synth_type: str, prompt: str, seed: int, steps
     result = synthesize(synth, prompt, prior, config, judge=recorder, progress=False)
     draws = None
     if population:      # the same seeded draws population_start scored
-        pop = type(synth)(**synth.config(), batch_size=population).propose_(torch.Generator().manual_seed(seed))
+        pop = draw_population(synth, population, torch.Generator().manual_seed(seed))
         n = pop.n_samples(duration_s)
         with torch.no_grad():
             draws = torch.cat([pop.gather(range(i, min(i + 16, population)))(n)

@@ -90,7 +90,6 @@ SYNTH_DEFAULTS: dict[str, dict[str, Any]] = {
     "dx7": {"steps": 120, "restarts": 2, "population": 32, "keep_best_every": 20, "contrast": 0.0},
     "impact": {"steps": 150, "restarts": 4, "population": 0, "keep_best_every": 0, "contrast": 0.0},
 }
-POPULATION_DEFAULTS = {k: v["population"] for k, v in SYNTH_DEFAULTS.items()}
 
 
 def _device(name: str | None) -> torch.device:

@@ -217,14 +217,14 @@ def _job_options(args: argparse.Namespace, *, synthesis: bool) -> None:
     check_int(args.denoise_steps, "--denoise-steps", 1, MAX_DENOISE_STEPS)
     check_float(args.lr, "--lr", 0.0, 10.0, lo_open=True)
     if synthesis:
-        from .jobs import SYNTH_DEFAULTS
+        from .jobs import JobOptions
 
-        defaults = SYNTH_DEFAULTS.get(getattr(args, "command", ""), SYNTH_DEFAULTS["impact"])
         check_float(args.duration_s, "--duration-s", 0.0, MAX_SYNTH_DURATION_S, lo_open=True)
-        restarts = defaults["restarts"] if args.restarts is None else args.restarts
-        check_int(restarts, "--restarts", 1, MAX_RESTARTS)
-        population = args.population if getattr(args, "population", None) is not None else \
-            (max(defaults["population"], restarts) if defaults["population"] else 0)
+        if args.restarts is not None:
+            check_int(args.restarts, "--restarts", 1, MAX_RESTARTS)
+        resolved = JobOptions(restarts=args.restarts, population=getattr(args, "population", None)).for_synth(
+            getattr(args, "command", ""))                          # the synth's defaults where not given
+        restarts, population = resolved.restarts, resolved.population
         check_int(population, "--population", 0, MAX_POPULATION)
         if 0 < population < restarts:
             raise SDSAudioError(f"--population ({population}) must be 0 or at least --restarts ({restarts})")

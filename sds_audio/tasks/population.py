@@ -87,24 +87,45 @@ def rendition_distances(prior: Prior, audio: torch.Tensor, sample_rate: int, con
     return torch.stack(out)
 
 
+def draw_population(synth: Synth, size: int, generator: torch.Generator) -> Synth:
+    """``size`` structured draws (:meth:`~sds_audio.synths.base.Synth.propose_`) of ``synth``'s kind and
+    settings, on its device."""
+    population = type(synth)(**synth.config(), batch_size=size).to(next(synth.parameters()).device)
+    return population.propose_(generator)
+
+
+def level_noises(prior: Prior, n_samples: int, sample_rate: int, config: PopulationConfig,
+                 generator: torch.Generator) -> list[torch.Tensor]:
+    """One ``(1, latent_channels, L)`` noise draw per noise level, for renders of ``n_samples`` at ``sample_rate``."""
+    n_prior = -(-n_samples * int(prior.sample_rate) // int(sample_rate))
+    n_latent = prior.latent_length(n_prior)
+    return [torch.randn((1, prior.latent_channels, n_latent), generator=generator) for _ in config.t_levels]
+
+
+@torch.no_grad()
+def score_renders(prior: Prior, audio: torch.Tensor, sample_rate: int, cond: Conditioning, guidance_scale: float,
+                  config: PopulationConfig, emphasis: SpectralEmphasis, noises: list[torch.Tensor]) -> torch.Tensor:
+    """``(B,)`` population scores of renders ``(B, C, T)`` (lower = preferred under the prompt), one noise
+    draw of :func:`level_noises` per level shared by the batch; see the module text."""
+    scales = (float(guidance_scale), 0.0) if config.contrast > 0 else (float(guidance_scale),)
+    total = torch.zeros(audio.shape[0])
+    for t, noise in zip(config.t_levels, noises):
+        d = rendition_distances(prior, audio, sample_rate, cond, scales, t, noise.expand(audio.shape[0], -1, -1),
+                                emphasis, config.denoise_steps).cpu()
+        total += d[0] - (config.contrast * d[1] if config.contrast > 0 else 0.0)
+    return total / len(config.t_levels)
+
+
 @torch.no_grad()
 def score_population(synth: Synth, n_samples: int, prior: Prior, cond: Conditioning, guidance_scale: float,
                      config: PopulationConfig, emphasis: SpectralEmphasis, generator: torch.Generator,
                      progress=None) -> torch.Tensor:
-    """``(synth.batch_size,)`` population scores (lower = preferred under the prompt); see the module text."""
-    n_prior = -(-n_samples * int(prior.sample_rate) // int(synth.sample_rate))
-    n_latent = prior.latent_length(n_prior)
-    noises = [torch.randn((1, prior.latent_channels, n_latent), generator=generator) for _ in config.t_levels]
-    scales = (float(guidance_scale), 0.0) if config.contrast > 0 else (float(guidance_scale),)
+    """``(synth.batch_size,)`` population scores, ``config.chunk`` candidates per prior call."""
+    noises = level_noises(prior, n_samples, synth.sample_rate, config, generator)
     scores = []
     for start in range(0, synth.batch_size, config.chunk):
         audio = synth.gather(range(start, min(start + config.chunk, synth.batch_size)))(n_samples)
-        total = torch.zeros(audio.shape[0])
-        for t, noise in zip(config.t_levels, noises):
-            d = rendition_distances(prior, audio, synth.sample_rate, cond, scales, t,
-                                    noise.expand(audio.shape[0], -1, -1), emphasis, config.denoise_steps).cpu()
-            total += d[0] - (config.contrast * d[1] if config.contrast > 0 else 0.0)
-        scores.append(total / len(config.t_levels))
+        scores.append(score_renders(prior, audio, synth.sample_rate, cond, guidance_scale, config, emphasis, noises))
         if progress is not None:
             progress(audio.shape[0])
     return torch.cat(scores)
@@ -136,21 +157,12 @@ class BestByPrior:
         self.best_score: torch.Tensor | None = None
         self.best_step: torch.Tensor | None = None
 
-    @torch.no_grad()
     def score(self, audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """``(B,)`` population scores of renders ``(B, C, T)`` (lower = preferred)."""
-        generator = torch.Generator().manual_seed(self.seed)
-        n_prior = -(-audio.shape[-1] * int(self.prior.sample_rate) // int(sample_rate))
-        n_latent = self.prior.latent_length(n_prior)
-        scales = (self.guidance_scale, 0.0) if self.config.contrast > 0 else (self.guidance_scale,)
-        total = torch.zeros(audio.shape[0])
-        for t in self.config.t_levels:
-            noise = torch.randn((1, self.prior.latent_channels, n_latent), generator=generator)
-            d = rendition_distances(self.prior, audio, sample_rate, self.cond, scales, t,
-                                    noise.expand(audio.shape[0], -1, -1), self.emphasis,
-                                    self.config.denoise_steps).cpu()
-            total += d[0] - (self.config.contrast * d[1] if self.config.contrast > 0 else 0.0)
-        return total / len(self.config.t_levels)
+        noises = level_noises(self.prior, audio.shape[-1], sample_rate, self.config,
+                              torch.Generator().manual_seed(self.seed))
+        return score_renders(self.prior, audio, sample_rate, self.cond, self.guidance_scale, self.config,
+                             self.emphasis, noises)
 
     @torch.no_grad()
     def offer(self, raw: dict[str, torch.Tensor], audio: torch.Tensor, sample_rate: int, step: int) -> torch.Tensor:

@@ -36,7 +36,7 @@ from ..priors.base import Prior
 from ..sds import SDSConfig, SDSObjective
 from ..synths import Synth
 from .checkpoint import load_checkpoint, save_checkpoint
-from .population import BestByPrior, PopulationConfig, score_population, select_population
+from .population import BestByPrior, PopulationConfig, draw_population, score_population, select_population
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: spread (unconstrained units) of the restarts after the first around a given start (``init="current"``)
@@ -175,8 +175,7 @@ def population_start(synth: Synth, n_samples: int, prior: Prior, objective: SDSO
     scored by the prior under the objective's prompt; returns the synth holding the ``restarts`` best
     (best first), their scores and their indices among the draws."""
     generator = torch.Generator().manual_seed(config.seed)
-    population = type(synth)(**synth.config(), batch_size=config.population.size).to(prior.device)
-    population.propose_(generator)
+    population = draw_population(synth.to(prior.device), config.population.size, generator)
     cond = objective.conditioning(config.duration_s)
     with tqdm(total=config.population.size, disable=not progress, desc="population", unit="patch",
               dynamic_ncols=True) as bar:
