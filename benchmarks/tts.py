@@ -66,7 +66,7 @@ def by_voice(corpus: Path, split: str) -> tuple[dict[str, dict[str, Path]], dict
 def roundtrip(tts, wav: Path) -> torch.Tensor:
     audio, _ = load_audio(wav, sample_rate=tts.sample_rate, channels=1)
     with torch.no_grad():
-        return tts.codec.decode(tts.codec.encode(audio))[0, 0, :audio.shape[-1]]
+        return tts.features.decode(tts.features.encode(audio))[0, 0, :audio.shape[-1]]
 
 
 def section_teachers(tts, corpus: Path, args) -> dict:

@@ -448,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     p.add_argument("--adversarial", action="store_true", help="(codec) add the STFT discriminator")
     p.add_argument("--init-from", default=None, metavar="WEIGHTS",
-                   help="(codec, flow) start from these weights (.safetensors) instead of a fresh model")
+                   help="(codec, flow) start from these weights (.safetensors) instead of a fresh model; (tts) copy "
+                        "the tensors of this speech model whose names and shapes fit")
     p.add_argument("--caption-augment", type=float, default=None, metavar="P",
                    help="(flow) probability of training a row on a rewrite of its caption (default: the recipe's)")
     p.add_argument("--text-noise", type=float, default=None, metavar="R",

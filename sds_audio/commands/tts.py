@@ -60,7 +60,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", type=float, default=1.0, help="speaking-rate factor, 0.5 to 2 (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", default=None, help="tts .safetensors (default: the shipped one)")
-    p.add_argument("--codec", default=None, help="codec .safetensors to decode with (default: the weights' own)")
+    p.add_argument("--codec", default=None, help="(weights over codec latents) codec .safetensors to decode with "
+                                                 "(default: the weights' own)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -116,6 +117,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                                                 "(+ speakers.csv)")
     p.add_argument("--frames-per-batch", type=int, default=None, help="(tts) padded latent frames per batch")
     p.add_argument("--default-voice", default=None, help="(tts) corpus speaker of the built-in voice")
+    p.add_argument("--features", choices=("mel", "codec"), default="mel",
+                   help="(tts) frames the model predicts: log-mel (Griffin-Lim vocoder; default) or the codec's latents")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="(tts) stop with a checkpoint after this many minutes (run again to continue)")
 
@@ -132,7 +135,15 @@ def run_train_tts(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.no_resume and (out / "checkpoint.safetensors").exists():
         raise SDSAudioError(f"{out} holds a checkpoint; --no-resume starts over only in a new --out directory")
-    kwargs = {"seed": args.seed, "default_voice": args.default_voice, "codec_path": args.codec}
+    from ..tts.config import TTSConfig
+
+    if args.features == "mel" and args.codec:
+        raise SDSAudioError("--codec applies to --features codec only")
+    if args.init_from and not Path(args.init_from).is_file():
+        raise SDSAudioError(f"--init-from {args.init_from} does not exist")
+    config = TTSConfig.for_mel() if args.features == "mel" else TTSConfig()
+    kwargs = {"seed": args.seed, "default_voice": args.default_voice, "codec_path": args.codec, "config": config,
+              "init_from": args.init_from}
     for key, value in (("steps", args.steps), ("lr", args.lr), ("max_batch", args.batch_size),
                        ("frames_per_batch", args.frames_per_batch)):
         if value is not None:

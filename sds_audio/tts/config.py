@@ -16,6 +16,9 @@ from typing import Any, Mapping
 from ..errors import SDSAudioError
 from .frontend import SYMBOL_SETS
 
+#: the frame spaces a speech model can predict (:mod:`sds_audio.tts.features`)
+FEATURES = ("codec", "mel")
+
 
 @dataclass(frozen=True)
 class TTSConfig:
@@ -24,9 +27,13 @@ class TTSConfig:
     Args:
         symbols: ``"phonemes"`` (espeak-ng IPA) or ``"characters"``.
         language: espeak-ng voice of the phonemizer.
-        latent_channels: channels ``D`` of the codec latents.
-        latent_rate: codec frames per second.
-        sample_rate: codec audio rate in Hz.
+        features: the frame space the model predicts (:mod:`sds_audio.tts.features`): ``"codec"``
+            (the library codec's latents) or ``"mel"`` (log-mel frames, Griffin-Lim vocoder).
+        latent_channels: channels ``D`` of the frames (codec latent channels or mel bands).
+        latent_rate: frames per second.
+        sample_rate: audio rate in Hz.
+        mel_fft, mel_f_max_hz, griffin_lim_iters: FFT size, top mel frequency and phase-reconstruction
+            iterations of ``"mel"`` features (their hop is ``sample_rate / latent_rate``).
         text_width, text_depth, text_heads, text_convs: the text encoder (symbol embedding,
             ``text_convs`` residual conv layers of kernel 5, then ``text_depth`` adaLN transformer
             blocks conditioned on the speaker vector).
@@ -43,9 +50,13 @@ class TTSConfig:
 
     symbols: str = "phonemes"
     language: str = "en-us"
+    features: str = "codec"
     latent_channels: int = 64
     latent_rate: float = 22050 / 512
     sample_rate: int = 22050
+    mel_fft: int = 1024
+    mel_f_max_hz: float = 8000.0
+    griffin_lim_iters: int = 32
     text_width: int = 128
     text_depth: int = 2
     text_heads: int = 2
@@ -70,7 +81,9 @@ class TTSConfig:
         """Raise :class:`SDSAudioError` naming the first bad field."""
         if self.symbols not in SYMBOL_SETS:
             raise SDSAudioError(f"must be one of {sorted(SYMBOL_SETS)}, got {self.symbols!r}", field="tts.symbols")
-        for name in ("latent_channels", "sample_rate", "text_width", "text_depth", "text_heads", "duration_width",
+        if self.features not in FEATURES:
+            raise SDSAudioError(f"must be one of {list(FEATURES)}, got {self.features!r}", field="tts.features")
+        for name in ("latent_channels", "sample_rate", "mel_fft", "griffin_lim_iters", "text_width", "text_depth", "text_heads", "duration_width",
                      "width", "depth", "heads", "time_features"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -84,7 +97,7 @@ class TTSConfig:
                 raise SDSAudioError(f"{w} must split into {h} heads of even size", field=f"tts.{name}")
         if self.time_features % 2:
             raise SDSAudioError("must be even", field="tts.time_features")
-        for name in ("latent_rate", "mlp_ratio", "rope_base"):
+        for name in ("latent_rate", "mlp_ratio", "rope_base", "mel_f_max_hz"):
             if not float(getattr(self, name)) > 0:
                 raise SDSAudioError(f"must be positive, got {getattr(self, name)!r}", field=f"tts.{name}")
         for name in ("text_dropout", "prompt_share"):
@@ -92,6 +105,13 @@ class TTSConfig:
                 raise SDSAudioError(f"must lie in [0, 1), got {getattr(self, name)}", field=f"tts.{name}")
         if not 0.0 < self.prompt_min <= self.prompt_max < 1.0:
             raise SDSAudioError("need 0 < prompt_min <= prompt_max < 1", field="tts.prompt_min")
+
+    @classmethod
+    def for_mel(cls, **changes: Any) -> "TTSConfig":
+        """The log-mel model: 80 bands up to 8 kHz, 22,050 Hz, 512-sample hop (43.07 frames/s), FFT 1,024."""
+        settings = dict(features="mel", latent_channels=80, sample_rate=22050, latent_rate=22050 / 512)
+        settings.update(changes)
+        return cls(**settings)
 
     @property
     def n_symbols(self) -> int:

@@ -1,19 +1,20 @@
-"""Speech data: reading an LJSpeech-layout directory and caching its codec latents and symbol ids.
+"""Speech data: reading an LJSpeech-layout directory and caching its frames and symbol ids.
 
 Accepted layout (LJSpeech's, plus two optional files :mod:`sds_audio.corpus.speech` writes)::
 
     DIR/metadata.csv    id|text[|normalized_text]    ('|' separated, no header; the last column is read)
-    DIR/wavs/<id>.wav   any rate / channel count libsndfile reads (resampled to the codec's rate, mono)
+    DIR/wavs/<id>.wav   any rate / channel count libsndfile reads (resampled to the model's rate, mono)
     DIR/speakers.csv    id|speaker|split             (optional; split: train, valid or test)
 
 Without ``speakers.csv`` every utterance has speaker ``"default"`` and about 2 % of
 them (those whose SHA-256 of the id ends in a byte below 5) form the validation split.
 
-:func:`build_cache` encodes every utterance once with the frozen codec (posterior
-mean) and the front end, and writes one ``.safetensors`` file (no pickle):
+:func:`build_cache` encodes every utterance once with the model's frame space
+(:mod:`sds_audio.tts.features`: the frozen codec's posterior mean, or log-mel
+frames) and the front end, and writes one ``.safetensors`` file (no pickle):
 tensors ``latents`` ``(D, total_frames)`` float16, ``frame_offsets``,
 ``symbols``, ``symbol_offsets``, ``speaker`` (index per utterance); metadata:
-the ids, speakers, splits, symbol set and the codec's fingerprint. A cache whose
+the ids, speakers, splits, symbol set and the features' fingerprint. A cache whose
 metadata do not match the request is rebuilt.
 """
 
@@ -97,7 +98,7 @@ def read_ljspeech(root: str | os.PathLike) -> list[Utterance]:
 class SpeechCache:
     """The cached corpus in memory (see the module docstring)."""
 
-    latents: torch.Tensor          # (D, total_frames) float16 codec latents
+    latents: torch.Tensor          # (D, total_frames) float16 frames (codec latents or log-mel)
     frame_offsets: torch.Tensor    # (U + 1,) int64
     symbols: torch.Tensor          # (total_symbols,) int64
     symbol_offsets: torch.Tensor   # (U + 1,) int64
@@ -127,16 +128,6 @@ class SpeechCache:
                 and (max_frames is None or self.frames(i) <= max_frames)]
 
 
-def codec_fingerprint(codec: torch.nn.Module) -> str:
-    """A short hash of the codec encoder's weights (a cache is valid only for the same latent space)."""
-    h = hashlib.sha256()
-    for name, value in sorted(codec.state_dict().items()):
-        if name.startswith(("encoder", "bottleneck")):
-            h.update(name.encode())
-            h.update(value.detach().cpu().float().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def _read_cache(path: Path, expect: dict[str, str]) -> SpeechCache | None:
     try:
         with safe_open(str(path), framework="pt") as fh:
@@ -151,18 +142,19 @@ def _read_cache(path: Path, expect: dict[str, str]) -> SpeechCache | None:
 
 
 @torch.no_grad()
-def build_cache(data_dir: str | os.PathLike, cache_path: str | os.PathLike, codec: torch.nn.Module,
+def build_cache(data_dir: str | os.PathLike, cache_path: str | os.PathLike, features: torch.nn.Module,
                 frontend: Frontend, progress: bool = True, limit: int | None = None) -> SpeechCache:
     """Encode ``data_dir`` (or reuse ``cache_path`` when it matches) and return the cache.
 
     Args:
-        codec: frozen :class:`~sds_audio.codec.Codec` (its rate is the model's).
+        features: the frame space (:class:`~sds_audio.tts.features.MelFeatures` or
+            :class:`~sds_audio.tts.features.CodecFeatures`; its rate is the model's).
         frontend: the symbol set to encode the text with.
         limit: use only the first ``limit`` utterances (small runs and tests).
     """
     utterances = read_ljspeech(data_dir)[:limit]
     listing = hashlib.sha256("\n".join(f"{u.id}|{u.text}|{u.speaker}|{u.split}" for u in utterances).encode())
-    expect = {"format": "sds-audio-tts-cache", "codec": codec_fingerprint(codec), "symbols": frontend.symbols,
+    expect = {"format": "sds-audio-tts-cache", "codec": features.fingerprint(), "symbols": frontend.symbols,
               "language": frontend.language, "listing": listing.hexdigest()[:16]}
     cache_path = Path(cache_path)
     if cache_path.is_file():
@@ -181,8 +173,8 @@ def build_cache(data_dir: str | os.PathLike, cache_path: str | os.PathLike, code
     names = sorted({u.speaker for u in utterances})
     latents, frames = [], []
     for u in tqdm(utterances, desc="encoding speech", disable=not progress):
-        audio, _ = load_audio(u.wav, sample_rate=codec.sample_rate, channels=1)
-        z = codec.encode(audio)[0]
+        audio, _ = load_audio(u.wav, sample_rate=features.sample_rate, channels=1)
+        z = features.encode(audio)[0]
         latents.append(z.half())
         frames.append(z.shape[-1])
     tensors = {
@@ -213,4 +205,4 @@ def collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tenso
     return symbols, text_lengths, z, frame_lengths
 
 
-__all__ = ["SPLITS", "SpeechCache", "Utterance", "build_cache", "codec_fingerprint", "collate", "read_ljspeech"]
+__all__ = ["SPLITS", "SpeechCache", "Utterance", "build_cache", "collate", "read_ljspeech"]

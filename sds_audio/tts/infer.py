@@ -1,16 +1,18 @@
 """``load_tts()`` -> :class:`SpeechSynthesizer`: text (and an optional voice prompt) -> speech.
 
 ``speak(text, voice=None, ...)`` splits long text into sentences
-(:func:`~sds_audio.tts.frontend.split_sentences`), synthesises each one's codec
-latents with :meth:`~sds_audio.tts.model.TTSModel.synthesize`, decodes them
-with the codec and joins the sentences with ``PAUSE_S`` of silence. ``voice``
+(:func:`~sds_audio.tts.frontend.split_sentences`), synthesises each one's frames
+with :meth:`~sds_audio.tts.model.TTSModel.synthesize`, turns them into audio
+with the model's frame space (:mod:`sds_audio.tts.features`: Griffin-Lim for
+log-mel frames, the codec's decoder for codec latents) and joins the sentences
+with ``PAUSE_S`` of silence. ``voice``
 is a path or a ``(T,)`` / ``(C, T)`` tensor of 2-10 s of speech (longer is cut
 to ``PROMPT_MAX_S`` after trimming silence); no transcript is needed, the
 model reads the voice from the prompt's frames alone.
 
-The codec is the one named in the weights' metadata (``codec``: a file beside
-the weights, such as the speech-tuned decoder ``tts_codec.safetensors``), or
-the library's shipped codec.
+For codec-latent models the codec is the one named in the weights' metadata
+(``codec``: a file beside the weights, such as a speech-tuned decoder), or the
+library's shipped codec.
 """
 
 from __future__ import annotations
@@ -43,20 +45,20 @@ def _trim(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 class SpeechSynthesizer:
-    """A loaded speech model with its codec and front end (see the module docstring)."""
+    """A loaded speech model with its frame space and front end (see the module docstring)."""
 
-    def __init__(self, model: TTSModel, codec: torch.nn.Module):
+    def __init__(self, model: TTSModel, features: torch.nn.Module):
         self.model = model
-        self.codec = codec
+        self.features = features
         self.frontend = Frontend(model.config.symbols, model.config.language)
 
     @property
     def sample_rate(self) -> int:
-        return int(self.codec.sample_rate)
+        return int(self.features.sample_rate)
 
     @torch.no_grad()
     def voice(self, reference: str | os.PathLike | torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
-        """Normalised prompt latents ``(D, P)`` of a reference recording.
+        """Normalised prompt frames ``(D, P)`` of a reference recording.
 
         Args:
             reference: an audio file, or a ``(T,)`` / ``(C, T)`` tensor at ``sample_rate``.
@@ -86,8 +88,8 @@ class SpeechSynthesizer:
         samples = samples[:int(PROMPT_MAX_S * self.sample_rate)]
         peak = float(np.abs(samples).max())
         samples = samples * (0.9 / peak) if peak > 0.9 else samples
-        latents = self.codec.encode(torch.from_numpy(np.ascontiguousarray(samples))[None, None].float())
-        return self.model.normalize(latents)[0]
+        frames = self.features.encode(torch.from_numpy(np.ascontiguousarray(samples))[None, None].float())
+        return self.model.normalize(frames)[0]
 
     @torch.no_grad()
     def speak(self, text: str, voice: str | os.PathLike | torch.Tensor | None = None, *, steps: int = 16,
@@ -139,7 +141,7 @@ class SpeechSynthesizer:
         for k, symbols in enumerate(tqdm(ids, desc="speaking", unit="sentence", disable=not progress)):
             z = self.model.synthesize(torch.tensor(symbols), prompt, steps=steps, guidance=guidance, speed=speed,
                                       sway=sway, generator=generator)
-            audio = self.codec.decode(self.model.denormalize(z[None]))[0].mean(0)
+            audio = self.features.decode(self.model.denormalize(z[None]))[0].mean(0)
             if k:
                 pieces.append(pause)
             pieces.append(audio.float().cpu())
@@ -152,20 +154,27 @@ class SpeechSynthesizer:
 
 def load_tts(weights: str | os.PathLike | None = None, codec: str | os.PathLike | None = None,
              device: torch.device | str | None = None) -> SpeechSynthesizer:
-    """Load a speech model (default: the shipped ``assets/tts.safetensors``) and its codec.
+    """Load a speech model (default: the shipped ``assets/tts.safetensors``) and its frame space.
 
     Args:
         weights: TTS ``.safetensors`` file.
-        codec: codec ``.safetensors`` to decode with (default: the one the weights name, else the shipped codec).
+        codec: for codec-latent models, the codec ``.safetensors`` to decode with (default: the one the weights
+            name, else the shipped codec).
 
     Raises:
-        SDSAudioError: missing or broken weights (exit code 1).
+        SDSAudioError: missing or broken weights (exit code 1); a codec given to a log-mel model (exit code 2).
     """
     from ..codec import load_codec
+    from .features import CodecFeatures, mel_features
 
     path = Path(weights) if weights is not None else default_tts_path()
     metadata = tts_metadata(path)
     model = load_tts_model(path, device=device)
+    if model.config.features == "mel":
+        if codec is not None:
+            raise SDSAudioError(f"{path} speaks log-mel frames (Griffin-Lim vocoder); a codec does not apply: "
+                                "leave out --codec")
+        return SpeechSynthesizer(model, mel_features(model.config).to(device).eval())
     if codec is None and metadata.get("codec"):
         candidate = path.parent / metadata["codec"]
         if not candidate.is_file():
@@ -178,7 +187,7 @@ def load_tts(weights: str | os.PathLike | None = None, codec: str | os.PathLike 
         raise SDSAudioError(f"codec ({codec_model.sample_rate} Hz, {codec_model.config.latent_channels} channels) "
                             f"does not fit the tts model ({model.config.sample_rate} Hz, "
                             f"{model.config.latent_channels} channels)", exit_code=1)
-    return SpeechSynthesizer(model, codec_model)
+    return SpeechSynthesizer(model, CodecFeatures(codec_model))
 
 
 __all__ = ["MAX_TEXT_CHARS", "MAX_WORD_CHARS", "PAUSE_S", "PROMPT_MAX_S", "PROMPT_MIN_S", "SpeechSynthesizer", "load_tts"]

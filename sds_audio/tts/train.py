@@ -2,15 +2,23 @@
 
 Recipe:
 
-1. Encode the corpus once with the frozen codec and the front end
+1. Encode the corpus once in the model's frame space (:mod:`sds_audio.tts.features`:
+   codec latents or log-mel frames) and with the front end
    (:func:`sds_audio.tts.data.build_cache`, ``cache.safetensors`` in ``out_dir``);
-   per-channel latent statistics of the training split become the model's
-   normalisation buffers.
+   per-channel statistics of the training split become the model's
+   normalisation buffers. ``init_from`` copies every tensor of another speech
+   model whose name and shape fit (a warm start across frame spaces: the
+   transformer blocks carry over, the frame projections start fresh).
 2. Each step draws, from generators seeded by ``(seed, step)`` (so a resumed
    run draws what an uninterrupted one would), a run of utterances of similar
    length from the length-sorted training split: as many as fit
    ``frames_per_batch`` padded frames, at most ``max_batch``; then
-   :meth:`~sds_audio.tts.model.TTSModel.losses` (flow + prior + duration).
+   :meth:`~sds_audio.tts.model.TTSModel.losses` (flow + prior + duration). For log-mel
+   models, ``voice_warp_share`` of the rows have their frequency axis scaled by a
+   factor drawn log-uniformly within ``exp(+-voice_warp)``
+   (:func:`~sds_audio.tts.features.warp_mel_frames`): prompt, speaker span and
+   target alike, so the model meets a continuum of voices and must read the
+   voice from its prompt.
 3. AdamW (betas 0.9, 0.99), linear warm-up then cosine decay to 10 %,
    gradient-norm clipping, an EMA of the weights (what is saved).
 4. Every ``checkpoint_every`` steps, and after ``checkpoint_s`` seconds when at
@@ -40,6 +48,7 @@ from ..atomic import atomic_path
 from ..errors import SDSAudioError
 from .config import TTSConfig
 from .data import SpeechCache, build_cache, collate
+from .features import warp_mel_frames
 from .frontend import Frontend
 from .model import TTSModel
 from .weights import save_tts_model
@@ -101,6 +110,32 @@ def latent_stats(cache: SpeechCache, indices: list[int]) -> tuple[torch.Tensor, 
     return mean.float(), std.float()
 
 
+def warm_start(model: TTSModel, path: str | os.PathLike) -> list[str]:
+    """Copy into ``model`` every parameter of the speech model at ``path`` whose name and shape fit.
+
+    Normalisation buffers and the built-in voice are the new model's own. Returns the names copied.
+
+    Raises:
+        SDSAudioError: ``path`` is not a speech model, or nothing fits.
+    """
+    from safetensors.torch import load_file
+
+    from .weights import tts_metadata
+
+    tts_metadata(path)
+    source = load_file(str(path))
+    own = model.state_dict()
+    buffers = {name for name, _ in model.named_buffers()}
+    copied = [name for name, value in source.items()
+              if name in own and name not in buffers and own[name].shape == value.shape]
+    if not copied:
+        raise SDSAudioError(f"no tensor of {path} fits this model's architecture")
+    with torch.no_grad():
+        for name in copied:
+            own[name].copy_(source[name].to(own[name].dtype))
+    return copied
+
+
 def pick_default_prompt(cache: SpeechCache, model: TTSModel, voice: str | None, seconds: float = 2.5) -> torch.Tensor:
     """Normalised latents ``(D, T)`` of the built-in voice: the validation utterance of ``voice`` (default:
     the first speaker) whose length is closest to ``seconds``, cut to at most ``seconds``."""
@@ -144,7 +179,7 @@ def _load_checkpoint(path: Path, model: TTSModel, ema: TTSModel, optimizer: torc
         raise SDSAudioError(f"{path} is not a tts training checkpoint; delete it or use another --out")
     saved = json.loads(meta["settings"])
     differ = sorted(k for k in ("seed", "frames_per_batch", "max_batch") if saved.get(k) != settings.get(k))
-    if differ or meta["config"] != model.config.to_json():
+    if differ or TTSConfig.from_json(meta["config"]) != model.config:
         raise SDSAudioError(f"checkpoint {path} belongs to another run (config or {differ} differ); "
                             "use another --out or delete it")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -182,6 +217,8 @@ def train_tts(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps:
               checkpoint_every: int = 250, checkpoint_s: float = 300.0, ema_decay: float = 0.995,
               grad_clip: float = 1.0, max_seconds: float = 12.0, default_voice: str | None = None,
               limit: int | None = None, progress: bool = True, log_every: int = 25,
+              init_from: str | os.PathLike | None = None, voice_warp_share: float = 0.5,
+              voice_warp: float = 0.15,
               max_steps_this_run: int | None = None, max_seconds_this_run: float | None = None) -> dict[str, Any]:
     """Train (or resume) a speech model on ``data_dir`` into ``out_dir``.
 
@@ -191,25 +228,34 @@ def train_tts(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps:
         max_seconds: longer utterances are left out.
         default_voice: corpus speaker whose validation utterance becomes the built-in voice.
         limit: use only the first ``limit`` utterances of ``metadata.csv``.
+        config: the architecture (default ``TTSConfig()``, codec latents; :meth:`TTSConfig.for_mel` for log-mel).
+        codec_path: the codec of ``"codec"`` features (default: the shipped one).
+        voice_warp_share, voice_warp: share of rows whose voice is warped, and the largest log frequency
+            factor (log-mel models only).
+        init_from: a speech model's ``.safetensors`` to start from (tensors whose name and shape fit; ignored
+            when the run resumes from its own checkpoint).
         max_steps_this_run, max_seconds_this_run: stop (with a checkpoint) after this many steps / seconds of
             this call.
 
     Returns:
         The last metrics entry (also in ``metrics.jsonl``).
     """
-    from ..codec import load_codec
+    from .features import load_features
 
     if steps < 1 or frames_per_batch < 1 or max_batch < 1:
         raise SDSAudioError("steps, frames_per_batch and max_batch must be positive")
+    if not 0.0 <= voice_warp_share <= 1.0 or not 0.0 <= voice_warp < 0.7:
+        raise SDSAudioError("voice_warp_share must lie in [0, 1] and voice_warp in [0, 0.7)")
     config = config or TTSConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    codec = load_codec(codec_path).eval().requires_grad_(False)
-    if codec.sample_rate != config.sample_rate or codec.config.latent_channels != config.latent_channels:
-        config = config.replace(sample_rate=codec.sample_rate, latent_channels=codec.config.latent_channels,
-                                latent_rate=codec.sample_rate / codec.config.hop_length)
+    features = load_features(config, codec_path)
+    if config.features == "codec" and (features.sample_rate != config.sample_rate
+                                       or features.channels != config.latent_channels):
+        config = config.replace(sample_rate=features.sample_rate, latent_channels=features.channels,
+                                latent_rate=features.frame_rate)
     frontend = Frontend(config.symbols, config.language)
-    cache = build_cache(data_dir, out_dir / "cache.safetensors", codec, frontend, progress=progress, limit=limit)
+    cache = build_cache(data_dir, out_dir / "cache.safetensors", features, frontend, progress=progress, limit=limit)
     max_frames = int(max_seconds * config.latent_rate)
     train_idx = cache.indices("train", max_frames)
     valid_idx = cache.indices("valid", max_frames)[:32]
@@ -226,9 +272,12 @@ def train_tts(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps:
     mean, std = latent_stats(cache, train_idx)
     model.latent_mean.copy_(mean)
     model.latent_std.copy_(std)
+    if init_from is not None:
+        warm_start(model, init_from)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
     settings = {"seed": seed, "frames_per_batch": frames_per_batch, "max_batch": max_batch, "steps": steps,
+                "voice_warp_share": voice_warp_share, "voice_warp": voice_warp,
                 "lr": lr, "data_dir": str(data_dir), "max_seconds": max_seconds}
     ckpt = out_dir / "checkpoint.safetensors"
     step, history = 0, []
@@ -264,6 +313,10 @@ def train_tts(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps:
                 [cache.item(i) for i in pick_batch(order, cache, g, frames_per_batch, max_batch)])
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, steps, lr, warmup_steps)
+            if config.features == "mel" and voice_warp_share > 0 and voice_warp > 0:
+                warped = torch.rand(z.shape[0], generator=g) < voice_warp_share
+                factors = torch.exp(voice_warp * (2.0 * torch.rand(z.shape[0], generator=g) - 1.0))
+                z = warp_mel_frames(z, torch.where(warped, factors, torch.ones_like(factors)), config.mel_f_max_hz)
             losses = model.losses(symbols, text_lengths, model.normalize(z), frame_lengths, g)
             optimizer.zero_grad(set_to_none=True)
             losses.total.backward()
@@ -298,4 +351,4 @@ def train_tts(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps:
     return entry or history[-1]
 
 
-__all__ = ["lr_at", "pick_batch", "step_generator", "train_tts", "validation_losses"]
+__all__ = ["lr_at", "pick_batch", "step_generator", "train_tts", "validation_losses", "warm_start"]

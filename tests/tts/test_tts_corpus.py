@@ -82,8 +82,9 @@ def test_corpus_round_trip_and_cache(tmp_path):
     assert abs(total_s / 3600 - sum(info["hours"].values())) < 1e-3
     # the cache: symbols of the normalised text, one latent frame per 512 samples at 22.05 kHz
     from sds_audio.codec import load_codec
+    from sds_audio.tts.features import CodecFeatures
 
-    codec = load_codec()
+    codec = CodecFeatures(load_codec())
     frontend = Frontend("characters")
     cache = build_cache(out, tmp_path / "cache.safetensors", codec, frontend, progress=False)
     for i, u in enumerate(utterances):

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from sds_audio.errors import SDSAudioError
-from sds_audio.tts import TTSConfig
+from sds_audio.tts import TTSConfig, TTSModel
 from sds_audio.tts.data import SpeechCache
 from sds_audio.tts.train import lr_at, pick_batch, train_tts
 from sds_audio.tts.weights import load_tts_model
@@ -90,3 +90,32 @@ def test_checkpoint_of_another_run_is_refused(data_dir, tmp_path):
         train_tts(data_dir, tmp_path / "run", config=TINY.replace(width=32), **kwargs)
     with pytest.raises(SDSAudioError, match="default voice"):
         train_tts(data_dir, tmp_path / "run2", config=TINY, default_voice="nobody", **kwargs)
+
+
+def test_log_mel_model_trains_from_a_warm_start_and_speaks(data_dir, tmp_path):
+    from sds_audio.tts import load_tts
+    from sds_audio.tts.train import warm_start
+
+    kwargs = dict(steps=2, frames_per_batch=200, max_batch=4, progress=False, checkpoint_every=2)
+    train_tts(data_dir, tmp_path / "codec", config=TINY, **kwargs)
+    mel = TTSConfig.for_mel(symbols="characters", text_width=16, text_depth=1, text_heads=2, text_convs=1,
+                            duration_width=16, width=16, depth=1, heads=2, time_features=16)
+    entry = train_tts(data_dir, tmp_path / "mel", config=mel, init_from=tmp_path / "codec" / "tts.safetensors",
+                      **kwargs)
+    assert entry["step"] == 2 and all(np.isfinite(v) for v in entry["valid"].values())
+    speaker = load_tts(tmp_path / "mel" / "tts.safetensors")
+    assert speaker.model.config.features == "mel" and speaker.model.config.latent_channels == 80
+    audio, rate = speaker.speak("a cat", steps=2)
+    assert rate == 22050 and audio.ndim == 1 and audio.shape[0] > 512 and torch.isfinite(audio).all()
+    with pytest.raises(SDSAudioError, match="codec does not apply"):
+        load_tts(tmp_path / "mel" / "tts.safetensors", codec=tmp_path / "codec" / "tts.safetensors")
+    # the warm start copies what fits (transformer blocks) and leaves the frame projections fresh
+    codec_model = load_tts_model(tmp_path / "codec" / "tts.safetensors")
+    fresh = TTSModel(mel)
+    copied = warm_start(fresh, tmp_path / "codec" / "tts.safetensors")
+    state, source = fresh.state_dict(), codec_model.state_dict()
+    assert copied and all(torch.equal(state[k], source[k].float()) for k in copied)
+    skipped = [k for k in state if k in source and state[k].shape != source[k].shape]
+    assert skipped and not set(skipped) & set(copied)
+    with pytest.raises(SDSAudioError, match="not an sds-audio tts model"):
+        warm_start(fresh, tmp_path / "mel" / "checkpoint.safetensors")
