@@ -119,6 +119,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--default-voice", default=None, help="(tts) corpus speaker of the built-in voice")
     p.add_argument("--features", choices=("mel", "codec"), default="mel",
                    help="(tts) frames the model predicts: log-mel (Griffin-Lim vocoder; default) or the codec's latents")
+    p.add_argument("--voice-eq", type=float, default=None,
+                   help="(tts, mel) largest coefficient of the random equaliser curve on voice-warped rows (default 0)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="(tts) stop with a checkpoint after this many minutes (run again to continue)")
 
@@ -145,7 +147,7 @@ def run_train_tts(args: argparse.Namespace) -> int:
     kwargs = {"seed": args.seed, "default_voice": args.default_voice, "codec_path": args.codec, "config": config,
               "init_from": args.init_from}
     for key, value in (("steps", args.steps), ("lr", args.lr), ("max_batch", args.batch_size),
-                       ("frames_per_batch", args.frames_per_batch)):
+                       ("frames_per_batch", args.frames_per_batch), ("voice_eq", args.voice_eq)):
         if value is not None:
             kwargs[key] = value
     if args.max_minutes is not None:

@@ -149,6 +149,24 @@ def warp_mel_frames(frames: torch.Tensor, factors: torch.Tensor, f_max_hz: float
     return gather(low) * (1.0 - weight) + gather(low + 1) * weight
 
 
+def tilt_mel_frames(frames: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """Add a smooth equaliser curve to log-mel frames: ``sum_j c_j cos(pi j (k + 1/2) / n)`` over bands ``k``.
+
+    A different microphone, room colour or vocal-tract resonance balance; used with
+    :func:`warp_mel_frames` as training augmentation.
+
+    Args:
+        frames: ``(B, n_mels, T)`` log-mel frames.
+        coefficients: ``(B, J)`` curve coefficients in natural-log units (J cosines, j = 1..J).
+    """
+    n = frames.shape[1]
+    j = torch.arange(1, coefficients.shape[1] + 1, dtype=torch.float32)
+    k = torch.arange(n, dtype=torch.float32) + 0.5
+    basis = torch.cos(torch.pi * j[:, None] * k[None, :] / n)                     # (J, n)
+    curve = coefficients.float().cpu() @ basis                                     # (B, n)
+    return frames + curve.to(frames)[:, :, None]
+
+
 def mel_features(config) -> MelFeatures:
     """The :class:`MelFeatures` a ``"mel"`` :class:`~sds_audio.tts.config.TTSConfig` describes."""
     return MelFeatures(config.sample_rate, config.latent_channels, round(config.sample_rate / config.latent_rate),
@@ -164,4 +182,4 @@ def load_features(config, codec_path: str | os.PathLike | None = None) -> torch.
     return CodecFeatures(load_codec(codec_path).eval().requires_grad_(False))
 
 
-__all__ = ["CodecFeatures", "LOG_FLOOR", "MelFeatures", "load_features", "mel_features", "warp_mel_frames"]
+__all__ = ["CodecFeatures", "LOG_FLOOR", "MelFeatures", "load_features", "mel_features", "tilt_mel_frames", "warp_mel_frames"]

@@ -18,7 +18,9 @@ Recipe:
    factor drawn log-uniformly within ``exp(+-voice_warp)``
    (:func:`~sds_audio.tts.features.warp_mel_frames`): prompt, speaker span and
    target alike, so the model meets a continuum of voices and must read the
-   voice from its prompt.
+   voice from its prompt; with ``voice_eq`` those rows also get a smooth
+   equaliser curve of three cosines with coefficients uniform in
+   ``+-voice_eq`` (:func:`~sds_audio.tts.features.tilt_mel_frames`).
 3. AdamW (betas 0.9, 0.99), linear warm-up then cosine decay to 10 %,
    gradient-norm clipping, an EMA of the weights (what is saved).
 4. Every ``checkpoint_every`` steps, and after ``checkpoint_s`` seconds when at
@@ -48,7 +50,7 @@ from ..atomic import atomic_path
 from ..errors import SDSAudioError
 from .config import TTSConfig
 from .data import SpeechCache, build_cache, collate
-from .features import warp_mel_frames
+from .features import tilt_mel_frames, warp_mel_frames
 from .frontend import Frontend
 from .model import TTSModel
 from .weights import save_tts_model
@@ -218,7 +220,7 @@ def train_tts(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps:
               grad_clip: float = 1.0, max_seconds: float = 12.0, default_voice: str | None = None,
               limit: int | None = None, progress: bool = True, log_every: int = 25,
               init_from: str | os.PathLike | None = None, voice_warp_share: float = 0.5,
-              voice_warp: float = 0.15,
+              voice_warp: float = 0.15, voice_eq: float = 0.0,
               max_steps_this_run: int | None = None, max_seconds_this_run: float | None = None) -> dict[str, Any]:
     """Train (or resume) a speech model on ``data_dir`` into ``out_dir``.
 
@@ -231,7 +233,8 @@ def train_tts(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps:
         config: the architecture (default ``TTSConfig()``, codec latents; :meth:`TTSConfig.for_mel` for log-mel).
         codec_path: the codec of ``"codec"`` features (default: the shipped one).
         voice_warp_share, voice_warp: share of rows whose voice is warped, and the largest log frequency
-            factor (log-mel models only).
+            factor; ``voice_eq``: largest coefficient (natural-log units) of the equaliser curve of warped rows
+            (log-mel models only).
         init_from: a speech model's ``.safetensors`` to start from (tensors whose name and shape fit; ignored
             when the run resumes from its own checkpoint).
         max_steps_this_run, max_seconds_this_run: stop (with a checkpoint) after this many steps / seconds of
@@ -244,8 +247,8 @@ def train_tts(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps:
 
     if steps < 1 or frames_per_batch < 1 or max_batch < 1:
         raise SDSAudioError("steps, frames_per_batch and max_batch must be positive")
-    if not 0.0 <= voice_warp_share <= 1.0 or not 0.0 <= voice_warp < 0.7:
-        raise SDSAudioError("voice_warp_share must lie in [0, 1] and voice_warp in [0, 0.7)")
+    if not 0.0 <= voice_warp_share <= 1.0 or not 0.0 <= voice_warp < 0.7 or not 0.0 <= voice_eq <= 2.0:
+        raise SDSAudioError("voice_warp_share must lie in [0, 1], voice_warp in [0, 0.7) and voice_eq in [0, 2]")
     config = config or TTSConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -277,7 +280,7 @@ def train_tts(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps:
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
     settings = {"seed": seed, "frames_per_batch": frames_per_batch, "max_batch": max_batch, "steps": steps,
-                "voice_warp_share": voice_warp_share, "voice_warp": voice_warp,
+                "voice_warp_share": voice_warp_share, "voice_warp": voice_warp, "voice_eq": voice_eq,
                 "lr": lr, "data_dir": str(data_dir), "max_seconds": max_seconds}
     ckpt = out_dir / "checkpoint.safetensors"
     step, history = 0, []
@@ -317,6 +320,9 @@ def train_tts(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps:
                 warped = torch.rand(z.shape[0], generator=g) < voice_warp_share
                 factors = torch.exp(voice_warp * (2.0 * torch.rand(z.shape[0], generator=g) - 1.0))
                 z = warp_mel_frames(z, torch.where(warped, factors, torch.ones_like(factors)), config.mel_f_max_hz)
+                if voice_eq > 0:
+                    curve = voice_eq * (2.0 * torch.rand(z.shape[0], 3, generator=g) - 1.0) * warped[:, None]
+                    z = tilt_mel_frames(z, curve) * (z != 0).any(1, keepdim=True)     # padding stays zero
             losses = model.losses(symbols, text_lengths, model.normalize(z), frame_lengths, g)
             optimizer.zero_grad(set_to_none=True)
             losses.total.backward()

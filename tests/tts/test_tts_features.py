@@ -72,3 +72,14 @@ def test_warping_the_mel_axis_acts_like_a_higher_voice():
     # rows are warped independently
     both = warp_mel_frames(torch.cat([frames, frames]), torch.tensor([1.0, 0.9]))
     assert torch.allclose(both[0], frames[0], atol=1e-4) and not torch.allclose(both[1], frames[0], atol=1e-2)
+
+
+def test_equaliser_curve_is_smooth_and_per_row():
+    from sds_audio.tts.features import tilt_mel_frames
+
+    frames = torch.zeros(2, 80, 5)
+    out = tilt_mel_frames(frames, torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    assert torch.equal(out[1], frames[1])
+    curve = out[0, :, 0]
+    assert torch.allclose(out[0], curve[:, None].expand(-1, 5))           # the same curve in every frame
+    assert curve[0] > 0.49 and curve[-1] < -0.49 and (curve.diff() < 0).all()   # one falling half cosine
