@@ -14,6 +14,9 @@ pitch sweeps and modulation are all active):
 * FMSynth, 4 operators, stereo, per-operator Kepler self-feedback (default config);
 * FMSynth, 4 operators, ``feedback=False`` (for reference);
 * ImpactSynth, 256 modes, 32 noise bands, stereo;
+* DX7Synth, stereo, candidate ``i`` on the ``i``-th algorithm of the seeded restart order
+  (``restart_algorithms(0)``: 13, 32, 26, ...), so a batch mixes algorithms as the ``dx7``
+  command's restarts do;
 * torchsynth's ``Voice`` (its nearest voice: 2 oscillators + noise, ADSR, mono),
   side by side, when ``torchsynth`` can be imported. torchsynth is not a
   dependency of sds-audio; point ``SDS_TORCHSYNTH_PATH`` at a folder it was
@@ -25,6 +28,12 @@ pitch sweeps and modulation are all active):
 Usage::
 
     python benchmarks/render_speed.py [--repeats 5] [--threads N] [--device cpu]
+
+The ``sds-audio fm`` / ``dx7`` commands' own shape (2 restarts of 1.5 s, mono, at the embedded
+prior's 22.05 kHz)::
+
+    python benchmarks/render_speed.py --threads 1 --repeats 9 --batches 2 --sample-rate 22050 \
+        --duration-s 1.5 --channels 1 --only FMSynth,DX7Synth
 """
 
 from __future__ import annotations
@@ -37,7 +46,8 @@ import time
 
 import torch
 
-from sds_audio.synths import FMSynth, ImpactSynth
+from sds_audio.synths import DX7Synth, FMSynth, ImpactSynth
+from sds_audio.synths.dx7 import restart_algorithms
 
 SAMPLE_RATE = 44100
 DURATION_S = 1.0
@@ -66,7 +76,8 @@ def _synth_step(synth, n_samples: int):
     return step
 
 
-def _torchsynth_voice(batch: int, device: torch.device):
+def _torchsynth_voice(batch: int, device: torch.device, sample_rate: int = SAMPLE_RATE,
+                      duration_s: float = DURATION_S):
     """torchsynth's Voice with gradients on, or a string saying why not."""
     path = os.environ.get("SDS_TORCHSYNTH_PATH")
     if path and path not in sys.path:
@@ -80,8 +91,8 @@ def _torchsynth_voice(batch: int, device: torch.device):
     except Exception as exc:  # noqa: BLE001 - any import failure is reported, not raised
         hint = "" if path else " (set SDS_TORCHSYNTH_PATH to a folder torchsynth is installed in)"
         return f"torchsynth not importable: {type(exc).__name__}: {exc}{hint}"
-    config = SynthConfig(batch_size=batch, reproducible=False, sample_rate=SAMPLE_RATE,
-                         buffer_size_seconds=DURATION_S)
+    config = SynthConfig(batch_size=batch, reproducible=False, sample_rate=sample_rate,
+                         buffer_size_seconds=duration_s)
     config.no_grad = False          # torchsynth 1.0 guards gradients behind this flag
     voice = Voice(config).to(device)
 
@@ -99,39 +110,50 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batches", default="1,64")
+    parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
+    parser.add_argument("--duration-s", type=float, default=DURATION_S, help="seconds rendered per candidate")
+    parser.add_argument("--channels", type=int, default=2, choices=(1, 2))
+    parser.add_argument("--only", default="", help="comma-separated renderer name prefixes to run (default: all)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    n_samples = int(SAMPLE_RATE * DURATION_S)
+    sr, duration_s, channels = args.sample_rate, args.duration_s, args.channels
+    n_samples = int(sr * duration_s)
+    only = [p for p in args.only.split(",") if p]
+    layout = "stereo" if channels == 2 else "mono"
     batches = [int(b) for b in args.batches.split(",")]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, load average {load:.1f}; 1 s at {SAMPLE_RATE} Hz per candidate, "
+          f"{os.cpu_count()} CPUs, load average {load:.1f}; {duration_s:g} s at {sr} Hz per candidate, "
           f"forward + backward, median of {args.repeats}")
     header = f"{'renderer':<44} {'batch':>5} {'wall ms':>9} {'x real time':>11} {'CPU ms':>9} {'x rt / core':>11}"
     print(header)
     print("-" * len(header))
     rows = [
-        ("FMSynth 4 ops, feedback, stereo", lambda b: FMSynth(4, SAMPLE_RATE, 2, batch_size=b)),
-        ("FMSynth 4 ops, no feedback, stereo", lambda b: FMSynth(4, SAMPLE_RATE, 2, batch_size=b, feedback=False)),
-        ("ImpactSynth 256 modes, 32 bands, stereo", lambda b: ImpactSynth(256, 32, SAMPLE_RATE, 2, batch_size=b)),
+        (f"FMSynth 4 ops, feedback, {layout}", lambda b: FMSynth(4, sr, channels, batch_size=b)),
+        (f"FMSynth 4 ops, no feedback, {layout}", lambda b: FMSynth(4, sr, channels, batch_size=b, feedback=False)),
+        (f"ImpactSynth 256 modes, 32 bands, {layout}", lambda b: ImpactSynth(256, 32, sr, channels, batch_size=b)),
+        (f"DX7Synth, restart algorithms, {layout}",
+         lambda b: DX7Synth(algorithm=restart_algorithms(0), sample_rate=sr, channels=channels, batch_size=b)),
     ]
     for name, build in rows:
+        if only and not any(name.startswith(p) for p in only):
+            continue
         for batch in batches:
             synth = build(batch).randomize_(torch.Generator().manual_seed(0)).to(device)
             wall, cpu = _time_calls(_synth_step(synth, n_samples), args.repeats, device)
-            audio_s = batch * DURATION_S
+            audio_s = batch * duration_s
             print(f"{name:<44} {batch:>5} {wall * 1e3:>9.1f} {audio_s / wall:>11.1f} {cpu * 1e3:>9.1f} "
                   f"{audio_s / max(cpu, 1e-9):>11.1f}", flush=True)
-    for batch in batches:
-        step = _torchsynth_voice(batch, device)
+    for batch in batches if not only or any("torchsynth".startswith(p) for p in only) else []:
+        step = _torchsynth_voice(batch, device, sr, duration_s)
         if isinstance(step, str):
             print(f"{'torchsynth Voice':<44} {batch:>5}  {step}")
             break
         wall, cpu = _time_calls(step, args.repeats, device)
-        print(f"{'torchsynth 1.0 Voice (mono)':<44} {batch:>5} {wall * 1e3:>9.1f} {batch * DURATION_S / wall:>11.1f} "
-              f"{cpu * 1e3:>9.1f} {batch * DURATION_S / max(cpu, 1e-9):>11.1f}", flush=True)
+        print(f"{'torchsynth 1.0 Voice (mono)':<44} {batch:>5} {wall * 1e3:>9.1f} {batch * duration_s / wall:>11.1f} "
+              f"{cpu * 1e3:>9.1f} {batch * duration_s / max(cpu, 1e-9):>11.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ How a note renders (the tables are data in :mod:`sds_audio.synths.dx7_tables`):
   of its two previous output samples back into its phase, as the DX7 does, with gain
   ``2 pi * 2 ** (feedback - 7)`` (a quarter in algorithms 4, 6, 32). This one-sample recurrence
   is computed in segments of 128 samples run side by side, each started 128 samples early
-  from silence (:func:`~sds_audio.synths.dx7_dsp.feedback_loop`): sample-exact where the loop
+  from silence (:func:`~sds_audio.synths.dx7_dsp.feedback_loop`, whose gradient is the
+  adjoint recurrence, run in one reverse pass): sample-exact where the loop
   forgets its start within the warm-up (feedback up to 5, and up to 7 in the quarter-strength
   algorithms, measured); where the recurrence is chaotic (6-7 elsewhere: its samples then
   hinge on the last bit of any engine's arithmetic) the segments give its spectrum.
@@ -322,10 +323,14 @@ class DX7Synth(Synth):
         return torch.where(mask, fixed_hz, ratio_hz)
 
     @staticmethod
-    def feedback_gain(feedback: torch.Tensor, algorithm: int) -> torch.Tensor:
-        """Feedback 0..7 ``(B,)`` -> gain in radians per unit output ``(B,)``."""
+    def feedback_gain(feedback: torch.Tensor, algorithm: int | Sequence[int]) -> torch.Tensor:
+        """Feedback 0..7 ``(B,)`` -> gain in radians per unit output ``(B,)``; ``algorithm``: one
+        for every candidate, or one per candidate."""
         gain = torch.where(feedback >= 1, 2 * math.pi * torch.exp2(feedback - 7), feedback * (2 * math.pi / 64))
-        return gain * (0.25 if tab.ALGORITHMS[algorithm - 1].reduced_feedback else 1.0)
+        if isinstance(algorithm, int):
+            return gain * (0.25 if tab.ALGORITHMS[algorithm - 1].reduced_feedback else 1.0)
+        scale = [0.25 if tab.ALGORITHMS[a - 1].reduced_feedback else 1.0 for a in algorithm]
+        return gain * torch.tensor(scale, dtype=gain.dtype, device=gain.device)
 
     @torch.no_grad()
     def _settings_for(self, indices: Sequence[int]) -> dict[str, Any]:
@@ -337,7 +342,8 @@ class DX7Synth(Synth):
     def render(self, controls: Mapping[str, torch.Tensor], n_samples: int) -> torch.Tensor:
         """Render ``(batch, channels, n_samples)``: the key held for ``hold_fraction`` of it.
 
-        Candidate ``i`` plays :meth:`algorithm_of` ``(i)``; candidates sharing an algorithm render together.
+        Candidate ``i`` plays :meth:`algorithm_of` ``(i)``; the whole batch renders together
+        (see :meth:`_render_mono`).
         """
         n_samples = int(n_samples)
         if n_samples < 1:
@@ -345,23 +351,20 @@ class DX7Synth(Synth):
         if self.quantize_pitch:     # rounded values, gradients passed straight through
             controls = {k: (v + (torch.round(v) - v).detach() if k in PITCH_FIELDS else v) for k, v in controls.items()}
         batch = controls["output_level"].shape[0]
-        algs = [self.algorithm_of(i) for i in range(batch)]
-        if len(set(algs)) == 1:
-            mono = self._render_mono(controls, n_samples, algs[0])
-        else:
-            parts, order = [], []
-            for a in sorted(set(algs)):
-                idx = [i for i in range(batch) if algs[i] == a]
-                index = torch.tensor(idx, device=controls["output_level"].device)
-                parts.append(self._render_mono({k: v[index] for k, v in controls.items()}, n_samples, a))
-                order += idx
-            inverse = torch.empty(batch, dtype=torch.long)
-            inverse[torch.tensor(order)] = torch.arange(batch)
-            mono = torch.cat(parts)[inverse.to(parts[0].device)]
+        mono = self._render_mono(controls, n_samples, [self.algorithm_of(i) for i in range(batch)])
         return mono[:, None, :].expand(-1, self.channels, -1).contiguous()
 
-    def _render_mono(self, controls: Mapping[str, torch.Tensor], n_samples: int, algorithm: int) -> torch.Tensor:
-        """One algorithm's render ``(B, n_samples)``."""
+    def _render_mono(self, controls: Mapping[str, torch.Tensor], n_samples: int,
+                     algorithms: Sequence[int]) -> torch.Tensor:
+        """Render ``(B, n_samples)``, candidate ``i`` playing ``algorithms[i]``.
+
+        Envelopes, frequencies and oscillator phases do not depend on the algorithm and are
+        computed for the whole batch at once. The feedback loops run once per loop length (1,
+        or 2 and 3 in algorithms 6 and 4) for every candidate with that length: no DX7 loop
+        operator has a modulator outside its loop, so the loops need nothing but their own
+        operators' phases and gains. Then each operator, from operator 6 down, adds the outputs
+        of its modulators as the candidate's algorithm wires them (:func:`_wire`).
+        """
         sr = self.sample_rate
         dtype = controls["output_level"].dtype
         device = controls["output_level"].device
@@ -392,39 +395,20 @@ class DX7Synth(Synth):
         inst_hz = torch.where(fixed[:, None], freq[..., None], freq[..., None] * sweep64.to(dtype)[:, None, :])
         gain_ctrl = dsp.flush_tiny(torch.exp2(levels - tab.MAX_LEVEL_OCT) * dsp.nyquist_gain(inst_hz, sr))
 
-        def phase(k: int) -> torch.Tensor:
-            if self.fixed_frequency[k]:
-                return dsp.oscillator_phase(freq[:, k], start_linear, within_linear)[:, :n_samples]
-            return dsp.oscillator_phase(freq[:, k], start_warped, within_warped)[:, :n_samples]
-
-        def gain(k: int) -> torch.Tensor:
-            return dsp.interpolate_control(gain_ctrl[:, k], hop)[:, :n_samples]
-
-        alg = tab.ALGORITHMS[algorithm - 1]
-        outputs: list[torch.Tensor | None] = [None] * 6
-        loop = alg.loop
-        for k in reversed(range(6)):
-            if outputs[k] is not None:
-                continue
-            if k == loop[0]:
-                phases = []
-                for m, op in enumerate(loop):
-                    ph = phase(op)
-                    for j in alg.modulators[op]:
-                        if m > 0 and j == loop[m - 1]:
-                            continue                              # the chain's own link, applied per sample
-                        ph = ph + tab.MODULATION_RAD * outputs[j]
-                    phases.append(ph)
-                outs = dx7_dsp.feedback_loop(phases, [gain(op) for op in loop],
-                                     self.feedback_gain(controls["feedback"], algorithm))
-                for op, y in zip(loop, outs):
-                    outputs[op] = y
-                continue
-            ph = phase(k)
-            for j in alg.modulators[k]:
-                ph = ph + tab.MODULATION_RAD * outputs[j]
-            outputs[k] = gain(k) * torch.sin(ph)
-        return sum(outputs[c] for c in alg.carriers) / len(alg.carriers)
+        # every operator at once: (B, 6, T), then one (B, T) view per operator
+        if all(self.fixed_frequency):
+            start_s, within_s = start_linear, within_linear
+        elif not any(self.fixed_frequency):
+            start_s, within_s = start_warped[:, None], within_warped[:, None]
+        else:
+            start_s = torch.where(fixed[:, None], start_linear, start_warped[:, None])
+            within_s = torch.where(fixed[:, None, None], within_linear, within_warped[:, None])
+        phases = dx7_dsp.operator_phases(freq, start_s, within_s)[..., :n_samples].unbind(1)      # 6 x (B, T)
+        gains = dx7_dsp.control_to_audio(gain_ctrl, hop)[..., :n_samples].unbind(1)
+        algs = [tab.ALGORITHMS[a - 1] for a in algorithms]
+        gain_fb = self.feedback_gain(controls["feedback"], algorithms[0] if len(set(algorithms)) == 1 else algorithms)
+        looped = _feedback_loops(algs, phases, gains, gain_fb)
+        return _wire(algs, phases, gains, looped)
 
     # -- voices -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -470,6 +454,104 @@ class DX7Synth(Synth):
         controls = voice_controls(voice)
         synth.set_controls(controls)
         return synth, {k: v[None] for k, v in controls.items()}
+
+
+def _feedback_loops(algs: Sequence[tab.Algorithm], phases: Sequence[torch.Tensor], gains: Sequence[torch.Tensor],
+                    gain_fb: torch.Tensor) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
+    """Every candidate's feedback loop, one :func:`~sds_audio.synths.dx7_dsp.feedback_loop` per loop length.
+
+    Args:
+        algs: per candidate its algorithm.
+        phases, gains: per operator ``(B, T)`` phase (rad) and gain.
+        gain_fb: ``(B,)`` feedback gain (rad per unit output).
+
+    Returns:
+        per operator that is in some candidate's loop: ``(output (B, T), mask)``, the loop's
+        output where the ``(B,)`` boolean ``mask`` is true (``mask`` None: for every candidate).
+    """
+    batch = len(algs)
+    device = phases[0].device
+
+    def mask_of(flags: Sequence[bool]) -> torch.Tensor:
+        return torch.tensor(list(flags), device=device)
+
+    def pick(signals: Sequence[torch.Tensor], ops: Sequence[int]) -> torch.Tensor:
+        """Row ``i`` of ``signals[ops[i]]`` ``(B, T)`` (``ops`` per candidate)."""
+        out = signals[ops[0]]
+        for op in sorted(set(ops) - {ops[0]}):
+            out = torch.where(mask_of([o == op for o in ops])[:, None], signals[op], out)
+        return out
+
+    by_length: dict[int, list[int]] = {}
+    for i, alg in enumerate(algs):
+        by_length.setdefault(len(alg.loop), []).append(i)
+    found: dict[int, list[tuple[torch.Tensor, list[bool]]]] = {}
+    for length, rows in sorted(by_length.items()):
+        index = None if len(rows) == batch else torch.tensor(rows, device=device)
+        chain = [[algs[i].loop[m] if i in rows else algs[rows[0]].loop[m] for i in range(batch)]
+                 for m in range(length)]                    # per link, per candidate (filled outside ``rows``)
+        ph, g = [pick(phases, ops) for ops in chain], [pick(gains, ops) for ops in chain]
+        if index is not None:
+            ph, g = [x[index] for x in ph], [x[index] for x in g]
+        ys = dx7_dsp.feedback_loop(ph, g, gain_fb if index is None else gain_fb[index])
+        for ops, y in zip(chain, ys):
+            if index is not None:
+                y = y.new_zeros(batch, y.shape[-1]).index_copy(0, index, y)
+            for op in set(ops):
+                found.setdefault(op, []).append((y, [i in rows and ops[i] == op for i in range(batch)]))
+    out: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+    for op, parts in found.items():
+        y, flags = parts[0]
+        for other, other_flags in parts[1:]:
+            y = torch.where(mask_of(other_flags)[:, None], other, y)
+            flags = [f or o for f, o in zip(flags, other_flags)]
+        out[op] = (y, None if all(flags) else mask_of(flags))
+    return out
+
+
+def _wire(algs: Sequence[tab.Algorithm], phases: Sequence[torch.Tensor], gains: Sequence[torch.Tensor],
+          looped: Mapping[int, tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
+    """The operators of each candidate's algorithm, from operator 6 down, and the carriers' mean ``(B, T)``.
+
+    Operator ``k`` of candidate ``i`` is ``gain * sin(phase + MODULATION_RAD * sum of its
+    modulators' outputs)``, or its loop's output where ``k`` is in the candidate's loop. A wire
+    that only some candidates have is masked per candidate (adding an exact 0 elsewhere), so a
+    batch of mixed algorithms computes what each candidate computes alone.
+    """
+    device = phases[0].device
+
+    def column(flags: list[bool]) -> torch.Tensor | bool:
+        """True / False when every candidate agrees, else a ``(B, 1)`` 0/1 mask."""
+        if all(flags) or not any(flags):
+            return all(flags)
+        return torch.tensor(flags, dtype=phases[0].dtype, device=device)[:, None]
+
+    outputs: list[torch.Tensor | None] = [None] * 6
+    for k in reversed(range(6)):
+        loop_out, in_loop = looped.get(k, (None, None))
+        if loop_out is not None and in_loop is None:
+            outputs[k] = loop_out
+            continue
+        ph = phases[k]
+        for j in range(k + 1, 6):
+            wire = column([j in alg.modulators[k] for alg in algs])
+            if wire is True:
+                ph = ph + tab.MODULATION_RAD * outputs[j]
+            elif wire is not False:
+                ph = ph + tab.MODULATION_RAD * (wire * outputs[j])
+        y = gains[k] * torch.sin(ph)
+        outputs[k] = y if loop_out is None else torch.where(in_loop[:, None], loop_out, y)
+    mix = None
+    for k in range(6):
+        carrier = column([k in alg.carriers for alg in algs])
+        if carrier is False:
+            continue
+        term = outputs[k] if carrier is True else carrier * outputs[k]
+        mix = term if mix is None else mix + term
+    counts = {len(alg.carriers) for alg in algs}
+    if len(counts) == 1:
+        return mix / counts.pop()
+    return mix / torch.tensor([float(len(alg.carriers)) for alg in algs], dtype=mix.dtype, device=device)[:, None]
 
 
 def restart_algorithms(seed: int) -> list[int]:

@@ -14,7 +14,8 @@ from sds_audio.exports.syx import DX7Voice
 from sds_audio.synths import SYNTH_TYPES, DX7Synth
 from sds_audio.synths import dx7_tables as tab
 from sds_audio.synths.dx7 import restart_algorithms
-from sds_audio.synths.dx7_dsp import envelope_levels, feedback_loop
+from sds_audio.synths import dsp
+from sds_audio.synths.dx7_dsp import control_to_audio, envelope_levels, feedback_loop
 
 SR = 22050
 
@@ -47,6 +48,8 @@ def test_algorithm_table_matches_the_panel_charts():
     assert sum(len(a.carriers) for a in tab.ALGORITHMS) == 91          # counted on the 32 charts
     # a modulator always has a higher operator number than what it modulates
     assert all(j > k for a in tab.ALGORITHMS for k in range(6) for j in a.modulators[k])
+    # a loop operator has no modulator outside its loop (the renderer runs every loop before the rest)
+    assert all(set(a.modulators[op]) <= set(a.loop[:m]) for a in tab.ALGORITHMS for m, op in enumerate(a.loop))
 
 
 @pytest.mark.parametrize("algorithm,op", [(32, 3), (1, 0), (5, 4)])
@@ -148,6 +151,97 @@ def test_feedback_loop_matches_the_sample_recurrence():
     assert np.abs(y[0].numpy() - ref).max() < 1e-9
 
 
+@pytest.mark.parametrize("n_ops,segment,warmup,scale", [(1, 5, 5, 1.0), (1, 4, 6, 1.0), (2, 8, 3, 0.3),
+                                                          (3, 4, 6, 0.15), (3, 3, 0, 0.15)])
+def test_feedback_loop_backward_matches_finite_differences(n_ops, segment, warmup, scale):
+    # the recurrence's hand-written backward (the adjoint recurrence, windows summed back onto the
+    # samples) against central differences, float64; gains kept small for longer chains (each link
+    # multiplies sensitivities by up to 4 pi)
+    gen = torch.Generator().manual_seed(n_ops * 100 + segment)
+    phase = torch.randn(n_ops, 2, 23, generator=gen, dtype=torch.float64).requires_grad_()
+    gain = (scale * torch.rand(n_ops, 2, 23, generator=gen, dtype=torch.float64)).requires_grad_()
+    k = (3 * torch.rand(2, generator=gen, dtype=torch.float64)).requires_grad_()
+
+    def loop(p, g, kk):
+        return torch.stack(feedback_loop(list(p), list(g), kk, segment=segment, warmup=warmup))
+
+    assert torch.autograd.gradcheck(loop, (phase, gain, k))
+
+
+def test_control_to_audio_is_the_interpolation_with_its_gradient():
+    values = torch.randn(2, 3, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.equal(control_to_audio(values, 4), dsp.interpolate_control(values, 4))
+    assert torch.equal(control_to_audio(values, 1), dsp.interpolate_control(values, 1))
+    assert torch.autograd.gradcheck(lambda v: control_to_audio(v, 4), (values,))
+
+
+def _reference_envelope(start, targets, speeds, holds, t, note_off_s, pitch=False):
+    """The envelope evaluated stage by stage at every time (the renderer's former code, with the
+    attack law summed band by band): what :func:`envelope_levels` must equal."""
+    ceiling = tab.ATTACK_CEILING_OCT
+    bands = torch.arange(ceiling, dtype=t.dtype)
+    knots = torch.cat([torch.zeros(1, dtype=t.dtype), torch.cumsum(1.0 / (ceiling - bands), 0)[:-1]])
+
+    def attack_time(level):
+        return ((level[..., None] - bands).clamp(0, 1) / (ceiling - bands)).sum(-1)
+
+    def attack_level(time):
+        return ((time[..., None] - knots) * (ceiling - bands)).clamp(0, 1).sum(-1)
+
+    def segment(s0, target, speed, tau):
+        if pitch:
+            step = speed[..., None] * tau
+            level = s0[..., None] + torch.maximum(torch.minimum((target - s0)[..., None], step), -step)
+            return level, (target - s0).abs() / speed
+        h0 = attack_time(torch.maximum(s0, torch.full_like(s0, tab.ATTACK_JUMP_OCT)))
+        rise = torch.minimum(target[..., None], attack_level(h0[..., None] + speed[..., None] * tau))
+        fall = torch.maximum(target[..., None], s0[..., None] - speed[..., None] * tau)
+        rising = target > s0
+        ramp = torch.where(rising, torch.relu(attack_time(target) - h0) / speed, torch.relu(s0 - target) / speed)
+        return torch.where(rising[..., None], rise, fall), ramp
+
+    def stages(times):
+        level = targets[..., 2, None].expand(*targets.shape[:-1], times.shape[-1])
+        begin, prev, curves, ends = torch.zeros_like(start), start, [], []
+        for k in range(3):
+            curve, ramp = segment(prev, targets[..., k], speeds[..., k], torch.relu(times - begin[..., None]))
+            curves.append(curve)
+            begin = begin + ramp + holds[..., k]
+            ends.append(begin)
+            prev = targets[..., k]
+        for k in reversed(range(3)):
+            level = torch.where(times < ends[k][..., None], curves[k], level)
+        return level
+
+    at_off = stages(torch.full((1,), note_off_s, dtype=t.dtype))[..., 0]
+    released, _ = segment(at_off, targets[..., 3], speeds[..., 3], torch.relu(t - note_off_s))
+    return torch.where(t < note_off_s, stages(t), released)
+
+
+@pytest.mark.parametrize("pitch", [False, True])
+def test_envelope_levels_match_the_stagewise_envelope(pitch):
+    # each time evaluated in its own stage only: the same levels and gradients as evaluating every
+    # stage everywhere and selecting
+    gen = torch.Generator().manual_seed(3)
+    shape = (3, 6)
+    targets = (torch.rand(*shape, 4, generator=gen, dtype=torch.float64) * 14.5 + 0.25)
+    if pitch:
+        targets = targets / 4 - 2
+    speeds = torch.exp(torch.rand(*shape, 4, generator=gen, dtype=torch.float64) * 6)
+    holds = torch.rand(*shape, 3, generator=gen, dtype=torch.float64) * 0.05 * (torch.rand(*shape, 3, generator=gen) < 0.4)
+    start = targets[..., 3].clone() if pitch else torch.zeros(shape, dtype=torch.float64)
+    t = torch.arange(600, dtype=torch.float64) * (8 / 22050) + tab.ENGINE_BLOCK_S
+    ins = [x.requires_grad_() for x in (start, targets, speeds, holds)]
+    weights = torch.randn(*shape, 600, generator=gen, dtype=torch.float64)
+    new = envelope_levels(*ins, t, 0.17, pitch=pitch)
+    grads_new = torch.autograd.grad((new * weights).sum(), ins)
+    ref = _reference_envelope(*ins, t, 0.17, pitch=pitch)
+    grads_ref = torch.autograd.grad((ref * weights).sum(), ins)
+    assert torch.allclose(new, ref, rtol=0, atol=1e-12)
+    for a, b in zip(grads_new, grads_ref):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
 def test_gradients_finite_and_parameters_in_range_after_steps():
     synth = DX7Synth(algorithm=restart_algorithms(3)[:2], batch_size=2, sample_rate=8000, channels=1)
     synth.randomize_(torch.Generator().manual_seed(0))
@@ -179,6 +273,28 @@ def test_candidates_play_their_own_algorithms():
             assert torch.allclose(alone(SR // 4), together[i:i + 1], atol=1e-6)
     assert together.shape == (3, 2, SR // 4)
     assert [v.globals["algorithm"] + 1 for v in (synth.to_voice(i) for i in range(3))] == algs
+
+
+def test_mixed_algorithms_render_and_differentiate_as_alone():
+    # loops of lengths 1, 2 and 3 (algorithms 4 and 6 loop through chains), different loop operators,
+    # carriers and wires in one batch, a fixed-frequency operator: each candidate's render and
+    # gradients are those it has alone
+    algs = [4, 6, 2, 5, 32, 4]
+    fixed = [False, False, True, False, False, False]
+    synth = DX7Synth(algorithm=algs, batch_size=len(algs), fixed_frequency=fixed, sample_rate=8000, channels=1)
+    synth = synth.double().randomize_(torch.Generator().manual_seed(2))
+    controls = synth.controls()
+    names = sorted(controls)
+    weights = torch.randn(len(algs), 1, 900, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    together = synth.render(controls, 900)
+    grads = torch.autograd.grad((together * weights).sum(), [controls[k] for k in names])
+    for i, a in enumerate(algs):
+        alone = DX7Synth(algorithm=a, fixed_frequency=fixed, sample_rate=8000, channels=1).double()
+        audio = alone.render({k: v[i:i + 1] for k, v in controls.items()}, 900)
+        grads_alone = torch.autograd.grad((audio * weights[i:i + 1]).sum(), [controls[k] for k in names])
+        assert torch.allclose(audio, together[i:i + 1], rtol=0, atol=1e-12), a
+        for k, g, g_alone in zip(names, grads, grads_alone):
+            assert torch.allclose(g_alone[i], g[i], rtol=1e-9, atol=1e-12), (a, k)
 
 
 def test_voice_round_trip_through_the_synth():
