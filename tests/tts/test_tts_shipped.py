@@ -29,7 +29,7 @@ def test_shipped_model_is_the_default_architecture_with_a_voice():
     from sds_audio.tts import TTSConfig
 
     model = load_tts_model()
-    assert model.config == TTSConfig(default_prompt_frames=model.config.default_prompt_frames)
+    assert model.config == TTSConfig.for_mel(default_prompt_frames=model.config.default_prompt_frames)
     assert 40 <= model.config.default_prompt_frames <= 200          # about 1-4.6 s at 43 frames/s
     assert torch.isfinite(model.default_prompt).all() and float(model.default_prompt.std()) > 0.3
 
@@ -43,3 +43,15 @@ def test_shipped_model_speaks_a_sentence_of_plausible_length():
     seconds = audio.shape[-1] / rate
     assert rate == 22050 and 1.0 < seconds < 4.5                    # flite voices read it in about 2 s
     assert torch.isfinite(audio).all() and float(audio.pow(2).mean().sqrt()) > 0.01
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_shipped_model_is_understood_by_the_recogniser():
+    pytest.importorskip("pocketsphinx", reason="pocketsphinx (dev extra) is not installed")
+    from sds_audio.tts import load_tts
+    from sds_audio.tts.evaluation import recognize, wer
+
+    tts = load_tts()
+    text = "Good morning, how are you today?"
+    heard = [recognize(*tts.speak(text, seed=seed)) for seed in range(3)]
+    assert wer([text] * 3, heard) <= 0.25          # 2026-12-07 weights: 1 word wrong in 18
