@@ -49,6 +49,11 @@ set's first draw) with the mask method's options (the library's defaults unless 
 its wall time, RSS (MiB, sampled every step, and the process's peak) and the spectral flux of the
 separated sources in the frames centred inside window overlaps (the joins) against the other
 frames, beside the same ratio for the true sources and the mixture (:func:`seam_flux`).
+``--long-index I`` takes the set's draw ``I`` instead of the first; ``--overlap-s``,
+``--crossfade-edge`` and ``--continue-masks`` set how the windows are joined; ``--recombine-edges
+0,0.25`` joins the same windows again with each ``crossfade_edge`` (no separation repeated) and
+scores each, and the run reports how each window's own sources behave by distance from its edges
+(:func:`window_edge_profile`).
 
 Usage::
 
@@ -59,7 +64,8 @@ Usage::
         [--device cpu] [--threads 1] [--json RESULTS.json] [--split heldout|train] [--t-max T]
         [--methods sds,rec,mask,mask+sds,mask-only,mask-res,mask-res+sds,mask-sds] [--latent-steps 200]
         [--mask-lr LR] [--mask-trust W] [--mask-n-fft N] [--mask-target vote|rendition] [--mask-t LO HI]
-        [--mask-draws N] [--denoise-steps K] [--time-s 4 | --long-s 60]
+        [--mask-draws N] [--denoise-steps K] [--time-s 4 | --long-s 60] [--long-index 0]
+        [--overlap-s S] [--crossfade-edge F] [--continue-masks] [--recombine-edges 0,0.25]
 """
 
 from __future__ import annotations
@@ -82,7 +88,7 @@ from sds_audio.corpus.dataset import read_concepts, read_manifest
 from sds_audio.errors import SDSAudioError
 from sds_audio.metrics import sdr, si_sdr_improvement
 from sds_audio.priors.base import Prior
-from sds_audio.tasks.separate import LR_SCHEDULES, SDS_TARGETS, SeparationConfig, separate
+from sds_audio.tasks.separate import LR_SCHEDULES, SDS_TARGETS, SeparationConfig, combine_windows, separate
 
 SAMPLE_RATE = 22050
 SOURCE_RMS = 0.1          # -20 dBFS
@@ -260,6 +266,53 @@ def seam_flux(sources: torch.Tensor, windows: list[tuple[int, int]], scale: floa
     return {"joins": at_mean, "elsewhere": away_mean, "ratio": at_mean / away_mean, "n_joins": len(joins)}
 
 
+def window_edge_profile(chunks: list[torch.Tensor], windows: list[tuple[int, int]], reference: torch.Tensor,
+                        rate: float, bins_s: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5),
+                        n_fft: int = 1024) -> dict[str, Any]:
+    """How each window's own sources behave by distance from the window's nearest edge, before any crossfade.
+
+    ``chunks``: per window ``(K, C, n)`` sources at ``rate`` (the same rate as ``reference`` ``(K, C, T)``).
+    For frames whose centre lies ``bins_s[j]`` to ``bins_s[j + 1]`` seconds from the nearest edge: the mean
+    spectral flux of the windows' sources over that of the true sources cropped to the same windows
+    (``flux_ratio``), and the sources' squared error there over the true sources' energy (``error``).
+    Also ``disagreement``: over every overlap of consecutive windows, the energy of the difference of
+    their sources over the energy of the true sources there.
+    """
+    hop = n_fft // 4
+    sums = {name: [0.0] * (len(bins_s) - 1) for name in ("sep", "true", "err", "energy")}
+    counts = [0] * (len(bins_s) - 1)
+    for chunk, (start, length) in zip(chunks, windows):
+        truth = reference[..., start:start + length].float()
+        sep = chunk.float()
+        flux_sep = torch.stack([spectral_flux(x, n_fft) for x in sep])           # (K, N)
+        flux_true = torch.stack([spectral_flux(x, n_fft) for x in truth])
+        centres = torch.arange(flux_sep.shape[-1]) * hop
+        dist = torch.minimum(centres, length - centres).float() / rate
+        for j in range(len(bins_s) - 1):
+            sel = (dist >= bins_s[j]) & (dist < bins_s[j + 1])
+            sel[0] = False
+            if not bool(sel.any()):
+                continue
+            lo, hi = int(bins_s[j] * rate), min(int(bins_s[j + 1] * rate), length // 2)
+            idx = torch.cat([torch.arange(lo, hi), torch.arange(length - hi, length - lo)]) if hi > lo else None
+            sums["sep"][j] += float(flux_sep[:, sel].sum())
+            sums["true"][j] += float(flux_true[:, sel].sum())
+            counts[j] += int(sel.sum()) * flux_sep.shape[0]
+            if idx is not None:
+                sums["err"][j] += float((sep[..., idx] - truth[..., idx]).square().sum())
+                sums["energy"][j] += float(truth[..., idx].square().sum())
+    diff = energy = 0.0
+    for (a, la), (b, _), ca, cb in zip(windows, windows[1:], chunks, chunks[1:]):
+        if a + la > b:
+            ov = a + la - b
+            diff += float((ca[..., la - ov:].float() - cb[..., :ov].float()).square().sum())
+            energy += float(reference[..., b:a + la].float().square().sum())
+    return {"bins_s": list(bins_s),
+            "flux_ratio": [sums["sep"][j] / max(sums["true"][j], 1e-12) for j in range(len(counts))],
+            "error": [sums["err"][j] / max(sums["energy"][j], 1e-12) for j in range(len(counts))],
+            "disagreement": diff / max(energy, 1e-12)}
+
+
 def _rss_mib() -> float:
     """Resident set size of this process now, MiB (Linux)."""
     try:
@@ -277,18 +330,54 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def timed_run(prior: Prior, mixture: dict[str, Any], config: SeparationConfig, long_input: bool = False) -> dict[str, Any]:
+class _RecordWindows:
+    """While active, every window of the mask method keeps a copy of its sources ``(K, C', n)`` in ``chunks``
+    (at the prior's rate), so that the same windows can be joined again with other crossfades."""
+
+    def __init__(self) -> None:
+        self.chunks: list[torch.Tensor] = []
+
+    def __enter__(self) -> "_RecordWindows":
+        import sds_audio.tasks.separate as separate_module
+
+        self.module, self.original = separate_module, separate_module.MaskWindow
+        chunks = self.chunks
+
+        class Recorded(self.original):
+            def sources(self, steps_done: int) -> torch.Tensor:
+                out = super().sources(steps_done)
+                chunks.append(out.detach().cpu().clone())
+                return out
+
+        separate_module.MaskWindow = Recorded
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.module.MaskWindow = self.original
+
+
+def timed_run(prior: Prior, mixture: dict[str, Any], config: SeparationConfig, long_input: bool = False,
+              recombine_edges: tuple[float, ...] = ()) -> dict[str, Any]:
     """One separation of ``mixture`` with ``config``, timed (wall seconds, prior already loaded); SI-SDRi of both
-    sources; with ``long_input`` also the RSS over the run (MiB) and the spectral flux at the window joins."""
+    sources; with ``long_input`` also the RSS over the run (MiB) and the spectral flux at the window joins.
+    ``recombine_edges``: the same windows joined again with each of these ``crossfade_edge`` values (no
+    separation repeated; reported under ``recombined``)."""
     rss: list[float] = []
     on_step = (lambda step, entry: rss.append(_rss_mib())) if long_input else None
     rss_before, peak_before = _rss_mib(), _peak_rss_mib()
+    recorder = _RecordWindows()
     t0 = time.perf_counter()
-    result = separate(mixture["mixture"], mixture["prompts"], prior, config, sample_rate=SAMPLE_RATE,
-                      progress=False, on_step=on_step)
+    if recombine_edges:
+        with recorder:
+            result = separate(mixture["mixture"], mixture["prompts"], prior, config, sample_rate=SAMPLE_RATE,
+                              progress=False, on_step=on_step)
+    else:
+        result = separate(mixture["mixture"], mixture["prompts"], prior, config, sample_rate=SAMPLE_RATE,
+                          progress=False, on_step=on_step)
     wall = time.perf_counter() - t0
-    gains = si_sdr_improvement(result.sources, mixture["sources"], mixture["mixture"].unsqueeze(0)).tolist()
-    out = {"seconds_audio": mixture["mixture"].shape[-1] / SAMPLE_RATE, "wall_s": wall, "si_sdri": gains,
+    reference, mix = mixture["sources"], mixture["mixture"]
+    gains = si_sdr_improvement(result.sources, reference, mix.unsqueeze(0)).tolist()
+    out = {"seconds_audio": mix.shape[-1] / SAMPLE_RATE, "wall_s": wall, "si_sdri": gains,
            "windows": len(result.windows), "prompts": mixture["prompts"]}
     if long_input:
         scale = SAMPLE_RATE / float(prior.sample_rate)
@@ -297,8 +386,19 @@ def timed_run(prior: Prior, mixture: dict[str, Any], config: SeparationConfig, l
                    rss_first_window_mib=max(rss[:per_window]) if rss else float("nan"),
                    rss_last_window_mib=max(rss[-per_window:]) if rss else float("nan"),
                    flux_separated=seam_flux(result.sources, result.windows, scale),
-                   flux_true_sources=seam_flux(mixture["sources"], result.windows, scale),
-                   flux_mixture=seam_flux(mixture["mixture"].unsqueeze(0), result.windows, scale))
+                   flux_true_sources=seam_flux(reference, result.windows, scale),
+                   flux_mixture=seam_flux(mix.unsqueeze(0), result.windows, scale))
+        out["recombined"] = {}
+        if recorder.chunks:
+            out["window_edges"] = window_edge_profile(recorder.chunks, result.windows, reference,
+                                                      float(prior.sample_rate))
+        for edge in recombine_edges:
+            sources = combine_windows(recorder.chunks, result.windows, mix, int(prior.sample_rate), SAMPLE_RATE,
+                                      dataclasses.replace(config, crossfade_edge=edge))
+            out["recombined"][f"{edge:g}"] = {
+                "si_sdri": si_sdr_improvement(sources, reference, mix.unsqueeze(0)).tolist(),
+                "flux_separated": seam_flux(sources, result.windows, scale),
+                "max_sum_error": float((sources.sum(0) - mix).abs().max())}
     return out
 
 
@@ -366,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=SeparationConfig().output, choices=["wiener", "direct"],
                         help="the optimised methods' output (default: the library's)")
     parser.add_argument("--window-s", type=float, default=None, help="separation window (default: the prior's maximum)")
+    parser.add_argument("--overlap-s", type=float, default=SeparationConfig().overlap_s,
+                        help="least overlap of consecutive windows (default: the library's)")
+    parser.add_argument("--crossfade-edge", type=float, default=SeparationConfig().crossfade_edge,
+                        help="fraction of each overlap, at either end, kept out of the crossfade (default: the "
+                             "library's)")
     parser.add_argument("--gamma", type=float, default=SeparationConfig().gamma,
                         help="SDS weight of the Audio-SDS method (default: the library's)")
     parser.add_argument("--split", default="heldout", choices=["heldout", "train"],
@@ -396,6 +501,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-s", type=float, default=None,
                         help="instead of the table: separate one mixture this long in windows; report wall time, "
                              "RSS (MiB) and the spectral flux at the window joins against elsewhere")
+    parser.add_argument("--continue-masks", action="store_true",
+                        help="each window starts, across its overlap, from the previous window's sources")
+    parser.add_argument("--long-index", type=int, default=0,
+                        help="with --time-s / --long-s: use the set's draw with this index (0: the first)")
+    parser.add_argument("--recombine-edges", default="",
+                        help="with --long-s: comma-separated crossfade_edge values; the same windows are joined "
+                             "again with each and scored (no separation repeated)")
     parser.add_argument("--json", default=None,
                         help="write the results here after every mixture; a rerun with the same settings resumes")
     args = parser.parse_args(argv)
@@ -417,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         mixtures = build_mixtures(args.corpus, args.n_mixtures, args.seed, args.min_s, args.max_s, split=args.split,
                                   level_db=args.level_db)
         base = SeparationConfig(steps=args.steps, lr=args.lr, output=args.output, seed=args.seed, window_s=args.window_s,
+                                overlap_s=args.overlap_s, crossfade_edge=args.crossfade_edge,
+                                continue_masks=args.continue_masks or SeparationConfig().continue_masks,
                                 lr_schedule=args.lr_schedule, mask_refinements=args.mask_refinements,
                                 sds_target=args.sds_target,
                                 checkpoint_every=0)
@@ -429,9 +543,14 @@ def main(argv: list[str] | None = None) -> int:
                 base = dataclasses.replace(base, sds=dataclasses.replace(base.sds, **{name: getattr(args, name)}))
         if args.time_s is not None or args.long_s is not None:
             length = args.time_s if args.time_s is not None else args.long_s
-            item = build_mixtures(args.corpus, 1, args.seed, length, length, split=args.split, level_db=args.level_db)[0]
+            if args.long_index < 0:
+                raise SDSAudioError("--long-index must be >= 0")
+            item = build_mixtures(args.corpus, args.long_index + 1, args.seed, length, length, split=args.split,
+                                  level_db=args.level_db)[args.long_index]
             config = dataclasses.replace(base, method="mask", gamma=args.gamma)
-            out = timed_run(prior, item, config, long_input=args.long_s is not None)
+            edges = tuple(float(e) for e in args.recombine_edges.split(",") if e.strip())
+            out = timed_run(prior, item, config, long_input=args.long_s is not None,
+                            recombine_edges=edges if args.long_s is not None else ())
             out["settings"] = {k: v for k, v in vars(args).items() if k not in ("progress", "threads")}
             if args.json is not None:
                 write_json_atomic(args.json, out)

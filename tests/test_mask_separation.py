@@ -165,16 +165,31 @@ def test_long_mixture_in_windows_sums_and_separates():
     n = int(2.5 * 1600)
     mixture, prior, reference = _setup(n=n, decay_s=None, max_duration_s=0.2)
     result = _run(mixture, prior, _config(steps=20))
-    assert result.windows == [(0, 1600), (1200, 1600), (2400, 1600)]
+    assert result.windows == [(0, 1600), (800, 1600), (1600, 1600), (2400, 1600)]   # default overlap: a third
     torch.testing.assert_close(result.sources.sum(0), mixture, rtol=0, atol=1e-5)
     assert si_sdr_improvement(result.sources, reference, mixture.unsqueeze(0)).min() > 8.0
+
+
+def test_continued_masks_start_each_overlap_from_the_previous_window():
+    n = int(2.5 * 1600)
+    mixture, prior, _ = _setup(n=n, decay_s=0.1, max_duration_s=0.2)
+    fresh = _run(mixture, prior, _config(steps=0, overlap_s=0.025))
+    continued = _run(mixture, prior, _config(steps=0, overlap_s=0.025, continue_masks=True))
+    torch.testing.assert_close(continued.sources.sum(0), mixture, rtol=0, atol=1e-5)
+    inside = torch.zeros(n, dtype=torch.bool)
+    inside[1200:1600] = inside[2400:2800] = True             # the overlaps of windows 0-1 and 1-2
+    change = (continued.sources - fresh.sources).abs()[..., inside].max()
+    assert float((continued.sources - fresh.sources)[..., ~inside].abs().max()) == 0.0
+    assert float(change) > 1e-3 * float(mixture.abs().max())
+    with pytest.raises(SDSAudioError, match="continue_masks"):
+        SeparationConfig(continue_masks=1)
 
 
 @pytest.mark.parametrize("stop_at, error, resumes_at", [(3, KeyboardInterrupt, 4), (9, KeyboardInterrupt, 10),
                                                         (9, RuntimeError, 8)])
 def test_interrupted_run_resumes_bit_identically(tmp_path, stop_at, error, resumes_at):
     mixture, prior, _ = _setup(leak=0.3, n=2000, decay_s=None, max_duration_s=0.1)
-    config = _config(steps=6, checkpoint_every=2)
+    config = _config(steps=6, checkpoint_every=2, overlap_s=0.0125)
     full = _run(mixture, prior, config, checkpoint_dir=tmp_path / "a")
     assert len(full.windows) == 3
 

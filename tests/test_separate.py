@@ -191,14 +191,16 @@ def test_sum_of_sources_reconstructs_the_mixture():
 
 
 # --------------------------------------------------------------------------- windows
+@pytest.mark.parametrize("edge_fraction", [0.0, 0.3])
 @pytest.mark.parametrize("n_samples, window, overlap", [(2500, 1000, 125), (1000, 1000, 125), (999, 1000, 100),
-                                                        (10_007, 1024, 512), (5000, 1000, 0)])
-def test_crossfade_weights_sum_to_one_and_rebuild_the_mixture(n_samples, window, overlap):
+                                                        (10_007, 1024, 512), (5000, 1000, 0), (1300, 1000, 500),
+                                                        (1600, 1000, 500)])
+def test_crossfade_weights_sum_to_one_and_rebuild_the_mixture(n_samples, window, overlap, edge_fraction):
     windows = plan_windows(n_samples, window, overlap)
     assert windows[0][0] == 0 and windows[-1][0] + windows[-1][1] == n_samples
     for (a, la), (b, _) in zip(windows, windows[1:]):
         assert a + la - b >= overlap                         # consecutive windows overlap by at least `overlap`
-    weights = crossfade_weights(windows, n_samples)
+    weights = crossfade_weights(windows, n_samples, edge_fraction)
     ones = [torch.ones(length, dtype=torch.float64) for _, length in windows]
     torch.testing.assert_close(overlap_add(ones, windows, weights, n_samples),
                                torch.ones(n_samples, dtype=torch.float64), atol=1e-12, rtol=0)
@@ -206,7 +208,10 @@ def test_crossfade_weights_sum_to_one_and_rebuild_the_mixture(n_samples, window,
     chunks = [mixture[:, s:s + length] for s, length in windows]
     torch.testing.assert_close(overlap_add(chunks, windows, weights, n_samples), mixture, atol=1e-12, rtol=0)
     for w in weights:
-        assert float(w.min()) > 0 and float(w.max()) <= 1.0
+        assert float(w.max()) <= 1.0
+    overlapping = any(a + la > b for (a, la), (b, _) in zip(windows, windows[1:]))
+    for w in weights:                                        # with an edge, each overlapping window has zeros
+        assert float(w.min()) > 0 if edge_fraction == 0 or not overlapping else float(w.min()) == 0.0
 
 
 def test_crossfade_is_linear_across_an_overlap():
@@ -218,13 +223,28 @@ def test_crossfade_is_linear_across_an_overlap():
     assert float(weights[0][:750].min()) == 1.0
 
 
+def test_crossfade_edge_keeps_each_window_edge_out_of_the_mix():
+    windows = plan_windows(2500, 1000, 200)                 # overlaps of 250 samples: 750-1000, 1500-1750
+    weights = crossfade_weights(windows, 2500, edge_fraction=0.2)
+    # the outer 50 samples at either end of an overlap belong to the window that does not end there
+    assert float(weights[1][:50].abs().max()) == 0.0 and float(weights[0][750:800].min()) == 1.0
+    assert float(weights[0][950:].abs().max()) == 0.0 and float(weights[1][200:250].min()) == 1.0
+    # and across the middle 150 samples the earlier window ramps down linearly
+    down = weights[0][800:950]
+    assert torch.allclose(down[1:] - down[:-1], torch.full((149,), -1 / 150, dtype=torch.float64))
+    assert float(down[0]) == pytest.approx(1 - 0.5 / 150) and float(down[-1]) == pytest.approx(0.5 / 150)
+    with pytest.raises(ValueError, match="edge_fraction"):
+        crossfade_weights(windows, 2500, edge_fraction=0.5)
+
+
 def test_long_mixture_is_separated_in_windows():
     n = int(2.5 * 1600)                                     # 2.5 windows of 0.2 s
     s1, s2 = _sources(n, decay_s=None)                      # stationary, so every window has the same targets
     mixture = (s1 + s2)[0]
     prior = PromptOracle({"tone": s1, "noise": s2}, max_duration_s=0.2)
     seen = []
-    result = _run(mixture, prior, _config(steps=50, output="direct"), on_step=lambda i, e: seen.append(i))
+    result = _run(mixture, prior, _config(steps=50, output="direct", overlap_s=0.025),
+                  on_step=lambda i, e: seen.append(i))
     assert result.windows == [(0, 1600), (1200, 1600), (2400, 1600)]
     assert result.sources.shape == (2, 1, n)
     assert seen == list(range(150))
@@ -281,7 +301,7 @@ def test_seeded_runs_are_identical_and_seeds_matter():
 ])
 def test_interrupted_run_resumes_bit_identically(tmp_path, stop_at, error, resumes_at):
     mixture, prior = _leaky_setup()
-    config = _config(steps=6, checkpoint_every=2)
+    config = _config(steps=6, checkpoint_every=2, overlap_s=0.0125)
     full = _run(mixture, prior, config, checkpoint_dir=tmp_path / "a")
     assert len(full.windows) == 3
 
@@ -368,6 +388,7 @@ def test_a_few_full_scale_samples_are_accepted():
     (dict(init="zeros"), "init"), (dict(output="mask"), "output"), (dict(rec_n_ffts=()), "rec_n_ffts"),
     (dict(window_s=0.0), "window_s"), (dict(window_s=1.0, overlap_s=0.6), "overlap_s"),
     (dict(overlap_s=-1.0), "overlap_s"), (dict(latent_range=0.0), "latent_range"),
+    (dict(crossfade_edge=0.5), "crossfade_edge"), (dict(crossfade_edge=-0.1), "crossfade_edge"),
     (dict(checkpoint_every=-1), "checkpoint_every"), (dict(rec_waveform_weight=-1.0), "rec_waveform_weight"),
 ])
 def test_bad_options(options, field):

@@ -83,3 +83,25 @@ def test_seam_flux_finds_a_seam_and_not_a_smooth_join():
     # the windows' rate may differ from the audio's
     half = [(a // 2, length // 2) for a, length in windows]
     assert bench.seam_flux(smooth, half, scale=2.0)["ratio"] == pytest.approx(clean["ratio"], rel=0.05)
+
+
+def test_window_edge_profile_finds_errors_near_window_edges_and_disagreement_in_overlaps():
+    n = 5 * SR
+    truth = 0.1 * torch.randn(2, 1, n, generator=torch.Generator().manual_seed(1))
+    windows = [(0, 3 * SR), (2 * SR, 3 * SR)]                           # one overlap, 2-3 s
+    exact = [truth[..., s:s + length].clone() for s, length in windows]
+    clean = bench.window_edge_profile(exact, windows, truth, SR)
+    assert clean["disagreement"] == 0.0 and max(clean["error"]) == 0.0
+    assert clean["flux_ratio"] == pytest.approx([1.0] * 5)
+    edged = []
+    for chunk in exact:                                                 # noise in the first and last 0.2 s only
+        chunk = chunk.clone()
+        edge = int(0.2 * SR)
+        chunk[..., :edge] += 0.1 * torch.randn(2, 1, edge, generator=torch.Generator().manual_seed(2))
+        chunk[..., -edge:] += 0.1 * torch.randn(2, 1, edge, generator=torch.Generator().manual_seed(3))
+        edged.append(chunk)
+    profile = bench.window_edge_profile(edged, windows, truth, SR)
+    assert profile["error"][0] == pytest.approx(0.8, rel=0.1)          # 0.2 of the 0.25 s bin has error 1
+    assert max(profile["error"][1:]) == 0.0
+    # the overlap holds window 0's last 0.2 s and window 1's first 0.2 s of noise: 0.4 s of 1 s at error 1
+    assert profile["disagreement"] == pytest.approx(0.4, rel=0.1)

@@ -174,7 +174,10 @@ class MaskWindow(SeededObjectives):
     """
 
     def __init__(self, chunk: torch.Tensor, index: int, prompts: list[str], prior: Prior, config: Any,
-                 rec: MultiResolutionSTFTDistance, level: float):
+                 rec: MultiResolutionSTFTDistance, level: float, previous: torch.Tensor | None = None):
+        """``previous``: ``(K, C', ov)``, the previous window's sources over this window's first ``ov`` samples
+        (they sum to ``chunk`` there); the start then fades linearly from them to the split across those
+        samples, so the masks begin where the previous window left the sources."""
         from .separate import _reconstruction_loss, prior_mask_split   # separate.py imports this module
 
         self._rec_loss = _reconstruction_loss
@@ -187,7 +190,13 @@ class MaskWindow(SeededObjectives):
                                      config.sds, generator, config.mask_refinements)     # (K, C', n)
         else:
             start = chunk.unsqueeze(0)
-        self.start = start.float()
+        start = start.float()
+        if previous is not None and k > 1:
+            ov = min(previous.shape[-1], self.n_samples)
+            fade = (torch.arange(ov, dtype=torch.float32, device=start.device) + 0.5) / ov     # 0 -> 1
+            start = start.clone()
+            start[..., :ov] = fade * start[..., :ov] + (1 - fade) * previous[..., :ov].float().to(start.device)
+        self.start = start
         self.stft = MaskSTFT(config.mask_n_fft, self.n_samples, chunk.device)
         self.spec = self.stft(self.chunk).unsqueeze(0)                    # (1, C', F, N) complex
         power = self.spec.abs().square().mean(dim=1)                      # (1, F, N) mixture power
