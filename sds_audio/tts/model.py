@@ -1,7 +1,7 @@
-"""TTSModel: text + voice prompt -> codec latents by conditional flow matching (Matcha-TTS alignment,
-F5-TTS-style in-context prompting).
+"""TTSModel: text + voice prompt -> frames (log-mel or codec latents) by conditional flow matching
+(Matcha-TTS alignment, F5-TTS-style in-context prompting).
 
-Training (:meth:`TTSModel.losses`), per utterance of normalised codec latents ``z`` ``(D, T)``:
+Training (:meth:`TTSModel.losses`), per utterance of normalised frames ``z`` ``(D, T)`` (:mod:`sds_audio.tts.features`):
 
 1. a speaker vector from the statistics of a random span of the utterance
    (:class:`~sds_audio.tts.networks.SpeakerEncoder`);
@@ -77,7 +77,7 @@ def random_spans(lengths: torch.Tensor, min_share: float, max_share: float, gene
 class TTSModel(nn.Module):
     """The speech model (see the module docstring).
 
-    Buffers: ``latent_mean`` / ``latent_std`` ``(D,)`` (codec latents <-> unit scale) and
+    Buffers: ``latent_mean`` / ``latent_std`` ``(D,)`` (frames <-> unit scale) and
     ``default_prompt`` ``(D, default_prompt_frames)`` (normalised latents of the built-in voice).
     """
 
@@ -98,11 +98,11 @@ class TTSModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def normalize(self, latents: torch.Tensor) -> torch.Tensor:
-        """Codec latents ``(B, D, T)`` -> unit-scale latents."""
+        """Frames ``(B, D, T)`` -> unit-scale frames."""
         return (latents - self.latent_mean[:, None]) / self.latent_std[:, None]
 
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
-        """Unit-scale latents ``(B, D, T)`` -> codec latents."""
+        """Unit-scale frames ``(B, D, T)`` -> frames."""
         return z * self.latent_std[:, None] + self.latent_mean[:, None]
 
     def set_default_prompt(self, z: torch.Tensor) -> None:

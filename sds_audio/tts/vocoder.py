@@ -1,11 +1,12 @@
-"""The speech decoder: the library's codec with its decoder fine-tuned on speech.
+"""The speech decoder for codec-latent speech models: the library's codec with its decoder fine-tuned on speech.
 
-The speech model predicts the latents of the shipped codec's frozen encoder; the
-codec's decoder (trained on instruments and procedural sounds) turns them back
-into audio. Its decoder alone can be fine-tuned on speech with the codec's own
-trainer (:func:`sds_audio.codec.train.train_codec` with ``init_from`` and
-``decoder_only``: the latent space stays bit-identical), which is what
-``tts_codec.safetensors`` beside the shipped TTS weights is.
+A speech model with ``features="codec"`` predicts the latents of the shipped
+codec's frozen encoder; the codec's decoder (trained on instruments and
+procedural sounds) turns them back into audio. Its decoder alone can be
+fine-tuned on speech with the codec's own trainer
+(:func:`sds_audio.codec.train.train_codec` with ``init_from`` and
+``decoder_only``: the latent space stays bit-identical). Log-mel models (the
+shipped default) use Griffin-Lim instead (:mod:`sds_audio.tts.features`).
 
 :func:`write_codec_manifest` presents an LJSpeech-layout directory to that
 trainer (a ``manifest.jsonl`` of absolute wav paths, the speakers as concepts,
