@@ -323,13 +323,10 @@ class DX7Synth(Synth):
         return torch.where(mask, fixed_hz, ratio_hz)
 
     @staticmethod
-    def feedback_gain(feedback: torch.Tensor, algorithm: int | Sequence[int]) -> torch.Tensor:
-        """Feedback 0..7 ``(B,)`` -> gain in radians per unit output ``(B,)``; ``algorithm``: one
-        for every candidate, or one per candidate."""
+    def feedback_gain(feedback: torch.Tensor, algorithms: Sequence[int]) -> torch.Tensor:
+        """Feedback 0..7 ``(B,)`` -> gain in radians per unit output ``(B,)``; ``algorithms``: per candidate."""
         gain = torch.where(feedback >= 1, 2 * math.pi * torch.exp2(feedback - 7), feedback * (2 * math.pi / 64))
-        if isinstance(algorithm, int):
-            return gain * (0.25 if tab.ALGORITHMS[algorithm - 1].reduced_feedback else 1.0)
-        scale = [0.25 if tab.ALGORITHMS[a - 1].reduced_feedback else 1.0 for a in algorithm]
+        scale = [0.25 if tab.ALGORITHMS[a - 1].reduced_feedback else 1.0 for a in algorithms]
         return gain * torch.tensor(scale, dtype=gain.dtype, device=gain.device)
 
     @torch.no_grad()
@@ -406,7 +403,7 @@ class DX7Synth(Synth):
         phases = dx7_dsp.operator_phases(freq, start_s, within_s)[..., :n_samples].unbind(1)      # 6 x (B, T)
         gains = dx7_dsp.control_to_audio(gain_ctrl, hop)[..., :n_samples].unbind(1)
         algs = [tab.ALGORITHMS[a - 1] for a in algorithms]
-        gain_fb = self.feedback_gain(controls["feedback"], algorithms[0] if len(set(algorithms)) == 1 else algorithms)
+        gain_fb = self.feedback_gain(controls["feedback"], algorithms)
         looped = _feedback_loops(algs, phases, gains, gain_fb)
         return _wire(algs, phases, gains, looped)
 

@@ -73,9 +73,14 @@ def _attack_level(time: torch.Tensor) -> torch.Tensor:
     return level.clamp(0, tab.ATTACK_CEILING_OCT)
 
 
+def _rise_start(start: torch.Tensor) -> torch.Tensor:
+    """Unit-speed attack time a rising stage from ``start`` begins at: that of ``max(start, ATTACK_JUMP_OCT)``."""
+    return _attack_time(torch.maximum(start, torch.full_like(start, tab.ATTACK_JUMP_OCT)))
+
+
 def _amp_ramp(start: torch.Tensor, target: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
     """Duration (s) of an amplitude stage from ``start`` to ``target`` at ``speed`` (all ``(...)``)."""
-    h0 = _attack_time(torch.maximum(start, torch.full_like(start, tab.ATTACK_JUMP_OCT)))
+    h0 = _rise_start(start)
     rise_time = torch.relu(_attack_time(target) - h0) / speed
     fall_time = torch.relu(start - target) / speed
     return torch.where(target > start, rise_time, fall_time)
@@ -157,8 +162,7 @@ def envelope_levels(start: torch.Tensor, targets: torch.Tensor, speeds: torch.Te
         starts.append(targets[..., k])
     held = {"start": torch.stack(starts, -1), "target": torch.cat([targets[..., :3], targets[..., 2:3]], -1),
             "speed": torch.cat([speeds[..., :3], speeds[..., 2:3]], -1), "begin": torch.stack(begins, -1)}
-    held["h0"] = None if pitch else _attack_time(torch.maximum(held["start"], torch.full_like(held["start"],
-                                                                                                tab.ATTACK_JUMP_OCT)))
+    held["h0"] = None if pitch else _rise_start(held["start"])
     ends = held["begin"][..., 1:].detach().contiguous()                                     # (..., 3)
 
     def held_stage(t: torch.Tensor) -> torch.Tensor:
@@ -171,8 +175,7 @@ def envelope_levels(start: torch.Tensor, targets: torch.Tensor, speeds: torch.Te
              "target": torch.cat([held["target"], targets[..., 3:]], -1),
              "speed": torch.cat([held["speed"], speeds[..., 3:]], -1),
              "begin": torch.cat([held["begin"], t_off.expand_as(at_off)[..., None]], -1)}
-    table["h0"] = None if pitch else _attack_time(torch.maximum(table["start"], torch.full_like(table["start"],
-                                                                                                 tab.ATTACK_JUMP_OCT)))
+    table["h0"] = None if pitch else torch.cat([held["h0"], _rise_start(at_off)[..., None]], -1)
     with torch.no_grad():
         stage = torch.where(t_s < note_off_s, held_stage(t_s), 4)
     return _stage_levels(table, stage, t_s, level_fn)

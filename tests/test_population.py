@@ -30,6 +30,13 @@ def _population(size: int, seed: int) -> FMSynth:
         torch.Generator().manual_seed(seed))
 
 
+def _oracle_of_draw(index: int, seed: int = 5) -> tuple[FMSynth, GuidedOracle, FMSynth]:
+    """A 10-draw population, an oracle prior whose target is draw ``index``, and a 3-operator synth to run."""
+    population = _population(10, seed)
+    prior = GuidedOracle(population.select(index)(N).detach())
+    return population, prior, FMSynth(n_operators=3, sample_rate=RATE, channels=1)
+
+
 def test_fm_proposals_are_structured_patches():
     synth = _population(256, 0)
     c = synth.controls()
@@ -86,14 +93,10 @@ def test_select_population_orders_and_refuses_too_few():
 
 
 def test_synthesize_starts_from_the_best_candidates_and_resumes(tmp_path):
-    seed = 5
-    population = _population(10, seed)
-    target = population.select(2)(N).detach()
-    prior = GuidedOracle(target)
-    config = SynthesisConfig(steps=4, restarts=3, duration_s=SECONDS, seed=seed, judge_every=0, checkpoint_every=2,
+    population, prior, synth = _oracle_of_draw(2)
+    config = SynthesisConfig(steps=4, restarts=3, duration_s=SECONDS, seed=5, judge_every=0, checkpoint_every=2,
                              sds=SDSConfig(denoise_steps=1, guidance_scale=5.0),
                              population=PopulationConfig(size=10, contrast=0.0))
-    synth = FMSynth(n_operators=3, sample_rate=RATE, channels=1)
     objective = SDSObjective(prior, "a bell", config.sds, seconds=SECONDS)
     kept, scores, indices = population_start(synth, N, prior, objective, config, progress=False)
     assert indices[0] == 2
@@ -127,14 +130,10 @@ def test_bad_population_options():
 
 
 def test_keep_best_returns_each_restart_to_its_best_scored_state(tmp_path):
-    seed = 5
-    population = _population(10, seed)
-    target = population.select(2)(N).detach()
-    prior = GuidedOracle(target)
-    config = SynthesisConfig(steps=6, restarts=2, duration_s=SECONDS, seed=seed, judge_every=0, checkpoint_every=2,
+    population, prior, synth = _oracle_of_draw(2)
+    config = SynthesisConfig(steps=6, restarts=2, duration_s=SECONDS, seed=5, judge_every=0, checkpoint_every=2,
                              lr=0.2, sds=SDSConfig(denoise_steps=1, guidance_scale=5.0), keep_best_every=2,
                              population=PopulationConfig(size=10, contrast=0.0))
-    synth = FMSynth(n_operators=3, sample_rate=RATE, channels=1)
     result = synthesize(synth, "a bell", prior, config, progress=False, checkpoint_dir=tmp_path / "a")
     # restart 0 starts exactly at the target (score 0): every step can only move it away, so it is kept
     assert result.best_steps[0] == 0

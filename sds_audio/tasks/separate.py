@@ -131,19 +131,12 @@ sources are overlap-added with linear crossfade weights that sum to one at every
 sample (:func:`crossfade_weights`): the crossfaded mixture windows add up to the
 mixture exactly, so consistent per-window sources add up to a consistent whole.
 Each window's sources are worst near its edges (where the prior renders the window as if a sound
-began or ended there), and the overlap is where one window's edge is mixed in; consecutive windows'
-sources also differ there, and a longer overlap turns that difference into a slower fade. Measured
-2026-12-07 (mask method, 3 s windows, 2-core CPU shared with other jobs, 1 thread;
-``benchmarks/separation.py --set validation --corpus DIR --long-s 20 --long-index I``, I = 0 to 4):
-the spectral flux of the separated sources at the joins against elsewhere, divided by the same
-ratio for the true sources, was 1.43 / 1.07 / 1.01 / 0.99 / 0.84 with an eighth of the window as
-overlap and 1.21 / 1.09 / 0.98 / 0.90 / 1.01 with a third, mean SI-SDRi +0.72 against +1.11 dB,
-8 windows against 10 (172 s against 197 s). Keeping the outer part of each overlap out of the
-crossfade (``crossfade_edge`` 0.1 to 0.4) changed those ratios by at most 0.07, and starting each
-window from the previous one's sources across the overlap (``continue_masks``) gave 1.28 against
-1.21 on mixture 0, so both stay off. Test set (``--set test --long-s 60``, measured once): flux at the
-joins 0.86 times that elsewhere, against 0.83 for the true sources and 0.86 for the mixture (an eighth
-of the window, bcf4a58: 1.49 against 1.09 and 1.11), 30 windows in 741 s, peak RSS 1,175 MiB.
+began or ended there), and consecutive windows' sources differ across their overlap; a longer
+overlap turns that difference into a slower fade, which is why the default is a third of the
+window. ``crossfade_edge`` (keep the outer part of each overlap out of the crossfade) and
+``continue_masks`` (start each window from the previous one's sources across the overlap) were
+measured and did not help; both stay off. Figures: ``docs/measurements.md`` (Separation, the
+seams entry of 2026-12-07).
 
 Input checks (each raises :class:`~sds_audio.errors.SDSAudioError`): no prompts,
 an empty prompt, a mixture that is not ``(C, T)`` or ``(1, C, T)``, NaN or

@@ -48,6 +48,7 @@ from safetensors.torch import save_file
 
 from ..atomic import atomic_path
 from ..errors import SDSAudioError
+from .alignment import sequence_mask
 from .config import TTSConfig
 from .data import SpeechCache, build_cache, collate
 from .features import tilt_mel_frames, warp_mel_frames
@@ -322,7 +323,7 @@ def train_tts(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, steps:
                 z = warp_mel_frames(z, torch.where(warped, factors, torch.ones_like(factors)), config.mel_f_max_hz)
                 if voice_eq > 0:
                     curve = voice_eq * (2.0 * torch.rand(z.shape[0], 3, generator=g) - 1.0) * warped[:, None]
-                    z = tilt_mel_frames(z, curve) * (z != 0).any(1, keepdim=True)     # padding stays zero
+                    z = tilt_mel_frames(z, curve) * sequence_mask(frame_lengths, z.shape[-1]).unsqueeze(1)
             losses = model.losses(symbols, text_lengths, model.normalize(z), frame_lengths, g)
             optimizer.zero_grad(set_to_none=True)
             losses.total.backward()
