@@ -22,8 +22,9 @@ How a note renders (the tables are data in :mod:`sds_audio.synths.dx7_tables`):
   then rises at ``(16 - floor(level))`` times that speed; a stage between two equal levels holds
   for the DX7's static time; the envelope starts from silence. Operator gain is
   ``2 ** (level - 15)``; output level, envelope levels, keyboard level scaling and velocity
-  add in the DX7's level steps. Levels are evaluated on the control grid (one block ahead, as
-  the DX7's engine does) and interpolated linearly to audio rate.
+  add in the DX7's level steps. Levels and the pitch are evaluated once per engine block (64
+  samples at 44.1 kHz, :func:`engine_hop`; one block ahead, as the DX7's engine does) and the
+  gains ramp linearly across each block.
 * **Frequencies.** Ratio mode: ``key frequency * coarse (0 -> 0.5) * (1 + fine / 100)``, detuned
   by the DX7's key-dependent cents per step; fixed mode: ``10 ** (coarse % 4 + fine / 100)`` Hz.
   The pitch envelope (+-4 octaves, linear in cents) moves ratio-mode operators only.
@@ -366,7 +367,7 @@ class DX7Synth(Synth):
         dtype = controls["output_level"].dtype
         device = controls["output_level"].device
         _, key = self._key(controls)
-        hop = dsp.control_hop(sr)
+        hop = engine_hop(sr)
         t_ctrl, n_blocks = dsp.control_grid(n_samples, hop, sr, dtype, device)
         t_eval = t_ctrl + tab.ENGINE_BLOCK_S
         note_off_s = self.hold_fraction * n_samples / sr
@@ -533,9 +534,9 @@ def _wire(algs: Sequence[tab.Algorithm], phases: Sequence[torch.Tensor], gains: 
         for j in range(k + 1, 6):
             wire = column([j in alg.modulators[k] for alg in algs])
             if wire is True:
-                ph = ph + tab.MODULATION_RAD * outputs[j]
+                ph = torch.add(ph, outputs[j], alpha=tab.MODULATION_RAD)
             elif wire is not False:
-                ph = ph + tab.MODULATION_RAD * (wire * outputs[j])
+                ph = torch.addcmul(ph, wire, outputs[j], value=tab.MODULATION_RAD)
         y = gains[k] * torch.sin(ph)
         outputs[k] = y if loop_out is None else torch.where(in_loop[:, None], loop_out, y)
     mix = None
@@ -549,6 +550,15 @@ def _wire(algs: Sequence[tab.Algorithm], phases: Sequence[torch.Tensor], gains: 
     if len(counts) == 1:
         return mix / counts.pop()
     return mix / torch.tensor([float(len(alg.carriers)) for alg in algs], dtype=mix.dtype, device=device)[:, None]
+
+
+def engine_hop(sample_rate: int) -> int:
+    """Samples per control block: the engine's block (64 samples at 44.1 kHz, 32 at 22.05 kHz).
+
+    The DX7 engine updates envelope levels and the pitch once per block and ramps each operator's
+    gain linearly across it; the renderer evaluates them on the same grid.
+    """
+    return max(1, int(round(sample_rate * tab.ENGINE_BLOCK_S)))
 
 
 def restart_algorithms(seed: int) -> list[int]:

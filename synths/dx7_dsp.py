@@ -302,13 +302,11 @@ class _FeedbackRecurrence(torch.autograd.Function):
         ph, g, a, out = ([list(x[m].unbind(0)) for m in range(n_ops)] for x in (win_phase, win_gain, arg, y))
         prev2, prev1 = zero, zero                           # the chain's last output one and two steps back
         for j in range(n_steps):
-            # the same operations, in the same order, as the plain sample recurrence (bit for bit)
-            torch.add(prev1, prev2, out=s).mul_(half)
-            torch.add(ph[0][j], s, out=a[0][j])
+            torch.add(prev1, prev2, out=s)
+            torch.addcmul(ph[0][j], s, half, out=a[0][j])
             torch.sin(a[0][j], out=out[0][j]).mul_(g[0][j])
             for m in range(1, n_ops):
-                torch.mul(out[m - 1][j], tab.MODULATION_RAD, out=s)
-                torch.add(ph[m][j], s, out=a[m][j])
+                torch.add(ph[m][j], out[m - 1][j], alpha=tab.MODULATION_RAD, out=a[m][j])
                 torch.sin(a[m][j], out=out[m][j]).mul_(g[m][j])
             prev2, prev1 = prev1, out[-1][j]
         ctx.save_for_backward(win_gain, half_gain, arg, y)

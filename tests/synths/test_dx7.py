@@ -13,7 +13,7 @@ from sds_audio.errors import SDSAudioError
 from sds_audio.exports.syx import DX7Voice
 from sds_audio.synths import SYNTH_TYPES, DX7Synth
 from sds_audio.synths import dx7_tables as tab
-from sds_audio.synths.dx7 import restart_algorithms
+from sds_audio.synths.dx7 import engine_hop, restart_algorithms
 from sds_audio.synths import dsp
 from sds_audio.synths.dx7_dsp import control_to_audio, envelope_levels, feedback_loop
 
@@ -343,3 +343,14 @@ def test_algorithms_match_dexed():
         assert np.array_equal(np.asarray(dexed.get_mod_matrix(i)), np.asarray(alg.modulation_matrix())), alg.number
         assert sorted(dexed.get_carriers(i)) == list(alg.carriers), alg.number
         assert tuple(dexed.get_feedback_edge(i)) == alg.feedback, alg.number
+
+
+def test_envelopes_run_on_the_engine_block():
+    # the DX7 engine updates envelopes once per 64 samples at 44.1 kHz; the renderer's control grid is that block
+    assert engine_hop(44100) == 64 and engine_hop(22050) == 32 and engine_hop(48000) == 70
+    synth = DX7Synth(algorithm=1, sample_rate=22050, channels=1)
+    gen = torch.Generator().manual_seed(3)
+    synth.randomize_(gen)
+    with torch.no_grad():
+        audio = synth(22050)
+    assert audio.shape == (1, 1, 22050) and torch.isfinite(audio).all() and audio.abs().max() > 1e-4
