@@ -69,13 +69,11 @@ class MelFeatures(torch.nn.Module):
     def decode(self, frames: torch.Tensor) -> torch.Tensor:
         """``(B, n_mels, F)`` log-mel frames -> ``(B, 1, (F - 1) * hop)`` audio (Griffin-Lim, fixed seed)."""
         magnitude = self.inverse_mel(torch.exp(frames.float())).clamp_min(0.0)
-        # GriffinLim starts from random phases: a fixed generator keeps the same frames -> the same audio
-        state = torch.random.get_rng_state()
-        torch.manual_seed(0)
-        try:
+        # GriffinLim starts from random phases: a fixed seed keeps the same frames -> the same audio,
+        # without touching the caller's random state
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
             audio = self.griffin_lim(magnitude)
-        finally:
-            torch.random.set_rng_state(state)
         return audio[:, None]
 
 
