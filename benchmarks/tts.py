@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/tts.py --corpus CORPUS_DIR [--weights tts.safetensors] [--codec CODEC] [--split test] [--n 100]
-                             [--voices slt,kal16] [--prompts 20] [--steps 16] [--cfg 2] [--threads 2]
+                             [--voices slt,kal16] [--prompts 20] [--adapt-steps N] [--steps 16] [--cfg 2] [--threads 2]
                              [--sections teachers,model,voice,speed] [--builtin-voice] [--out results.json]
 
 ``CORPUS_DIR`` is a corpus of ``sds-audio corpus speech`` (its ``speakers.csv``
@@ -17,12 +17,14 @@ names the voices and splits). Choose settings on ``--split valid``; report from
 - ``model``: the model's WER on the same sentences, prompted with each voice of
   ``--voices`` (its prompt: the voice's recording of the next sentence), or with
   the built-in voice once (``--builtin-voice``).
-- ``voice``: for ``--prompts`` sentences, the model speaks sentence ``i`` prompted
-  with the held-out voice's recording of another sentence (one of at least 2.5 s); each output is
-  assigned to the nearest voice (:class:`~sds_audio.tts.evaluation.VoiceCentroids`
-  fitted on codec round trips of every voice's recordings of the other split);
-  reports how often that is the held-out voice, and the same for the held-out
-  voice's own round-tripped recordings (the measure's ceiling).
+- ``voice``: for ``--prompts`` sentences, the model speaks sentence ``i`` in the held-out voice given
+  its recording of another sentence (2.5 to 10 s): as an in-context prompt, or with
+  ``--adapt-steps N`` through ``SpeechSynthesizer.adapt`` (that recording and its transcript). Each
+  output is assigned to the nearest voice by two measures fitted on round trips of every voice's
+  recordings of the other split: :class:`~sds_audio.tts.evaluation.VoiceCentroids` (per-band
+  log-mel statistics) and :class:`~sds_audio.tts.evaluation.VoiceGMMs` (frame-level MFCC mixtures);
+  reports how often that is the held-out voice, the same for the held-out voice's own
+  round-tripped recordings (the measures' ceilings), the outputs' WER and the adaptation time.
 - ``speed``: load time, then synthesis time / audio duration for a ~5 s sentence
   at the given steps (median wall time of 3 after one warm-up, and the least
   process CPU time: on a shared, loaded machine the CPU time of a one-thread run
@@ -45,7 +47,7 @@ import torch
 from sds_audio.audio_io import load_audio
 from sds_audio.tts import load_tts
 from sds_audio.tts.data import read_ljspeech
-from sds_audio.tts.evaluation import VoiceCentroids, recognize, voice_embedding, wer
+from sds_audio.tts.evaluation import VoiceCentroids, VoiceGMMs, recognize, voice_embedding, wer
 
 FIVE_SECOND_SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs back home to sleep."
 
@@ -122,26 +124,48 @@ def section_voice(tts, corpus: Path, args) -> dict:
     other = "valid" if args.split == "test" else "test"
     ref_table, _ = by_voice(corpus, other)
     voices = info["train_voices"] + [heldout]
-    centroids = VoiceCentroids({v: np.stack([voice_embedding(roundtrip(tts, w), tts.sample_rate)
-                                             for w in list(ref_table[v].values())[:args.centroid_clips]])
-                                for v in voices})
+    clips = {v: [roundtrip(tts, w) for w in list(ref_table[v].values())[:args.centroid_clips]] for v in voices}
+    centroids = VoiceCentroids({v: np.stack([voice_embedding(c, tts.sample_rate) for c in clips[v]]) for v in voices})
+    gmms = VoiceGMMs(clips, tts.sample_rate)
     numbers = sorted(texts)[:args.prompts + 1]
-    # prompts: the held-out voice's recordings of other sentences that last at least 2.5 s
-    long_enough = [k for k in sorted(texts) if sf.info(str(table[heldout][k])).duration >= 2.5]
-    hits, ceiling, picks = 0, 0, []
+    # prompts: the held-out voice's recordings of other sentences that last 2.5 to 10 s
+    long_enough = [k for k in sorted(texts) if 2.5 <= sf.info(str(table[heldout][k])).duration <= 10.0]
+    hits, gmm_hits, ceiling, gmm_ceiling, picks, gmm_picks, refs, hyps = 0, 0, 0, 0, [], [], [], []
+    adapt_s = []
     for i, k in enumerate(numbers[:-1]):
-        prompt = table[heldout][next(p for p in long_enough[i:] + long_enough if p != k)]
-        audio, rate = tts.speak(texts[k], voice=prompt, steps=args.steps, guidance=args.cfg, seed=i)
-        nearest = centroids.nearest(voice_embedding(audio, rate))
+        p = next(p for p in long_enough[i:] + long_enough if p != k)
+        prompt = table[heldout][p]
+        if args.adapt_steps:
+            t0 = time.perf_counter()
+            speaker = tts.adapt(prompt, texts[p], steps=args.adapt_steps, lr=args.adapt_lr)
+            adapt_s.append(time.perf_counter() - t0)
+            audio, rate = speaker.speak(texts[k], steps=args.steps, guidance=args.cfg, seed=i)
+        else:
+            audio, rate = tts.speak(texts[k], voice=prompt, steps=args.steps, guidance=args.cfg, seed=i)
+        if args.samples:
+            Path(args.samples).mkdir(parents=True, exist_ok=True)
+            sf.write(str(Path(args.samples) / f"voice_{heldout}_{k}.wav"), audio.numpy(), rate)
+        nearest, nearest_gmm = centroids.nearest(voice_embedding(audio, rate)), gmms.nearest(audio, rate)
         picks.append(nearest)
+        gmm_picks.append(nearest_gmm)
         hits += nearest == heldout
-        ceiling += centroids.nearest(voice_embedding(roundtrip(tts, table[heldout][k]), tts.sample_rate)) == heldout
+        gmm_hits += nearest_gmm == heldout
+        refs.append(texts[k])
+        hyps.append(recognize(audio, rate))
+        own = roundtrip(tts, table[heldout][k])
+        ceiling += centroids.nearest(voice_embedding(own, tts.sample_rate)) == heldout
+        gmm_ceiling += gmms.nearest(own, tts.sample_rate) == heldout
     n = len(numbers) - 1
-    out = {"heldout_voice": heldout, "prompts": n, "nearest_is_reference": hits / n,
-           "recordings_nearest_is_reference": ceiling / n,
-           "picks": {v: picks.count(v) for v in sorted(set(picks))}}
-    print(f"voice prompting ({heldout}, {n} prompts): output nearest to the reference voice {hits}/{n}; "
-          f"the voice's own recordings {ceiling}/{n}; picks {out['picks']}", flush=True)
+    out = {"heldout_voice": heldout, "prompts": n, "adapt_steps": args.adapt_steps, "adapt_lr": args.adapt_lr,
+           "nearest_is_reference": hits / n, "recordings_nearest_is_reference": ceiling / n,
+           "gmm_nearest_is_reference": gmm_hits / n, "recordings_gmm_nearest_is_reference": gmm_ceiling / n,
+           "picks": {v: picks.count(v) for v in sorted(set(picks))},
+           "gmm_picks": {v: gmm_picks.count(v) for v in sorted(set(gmm_picks))},
+           "wer": wer(refs, hyps), "adapt_seconds_median": float(np.median(adapt_s)) if adapt_s else 0.0}
+    print(f"voice prompting ({heldout}, {n} prompts, adaptation steps {args.adapt_steps}): output nearest to the "
+          f"reference voice: centroids {hits}/{n} (its own recordings {ceiling}/{n}; picks {out['picks']}), "
+          f"GMMs {gmm_hits}/{n} (its own recordings {gmm_ceiling}/{n}; picks {out['gmm_picks']}); WER of the "
+          f"outputs {out['wer']:.3f}; adaptation {out['adapt_seconds_median']:.1f} s median", flush=True)
     return out
 
 
@@ -182,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--roundtrip-only", action="store_true", help="teachers section: only the codec round trips")
     p.add_argument("--prompts", type=int, default=20)
     p.add_argument("--centroid-clips", type=int, default=20)
+    p.add_argument("--adapt-steps", type=int, default=0,
+                   help="voice section: adapt to each reference for N steps (0: in-context prompt only)")
+    p.add_argument("--adapt-lr", type=float, default=None, help="voice section: adaptation step size")
     p.add_argument("--steps", type=int, default=16)
     p.add_argument("--cfg", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=2)

@@ -35,16 +35,24 @@ def _cmd_tts(args: argparse.Namespace) -> int:
         import sys
 
         text = sys.stdin.read()
+    if args.voice_text is not None and args.voice is None:
+        raise SDSAudioError("--voice-text is the transcript of --voice REF.wav: give both")
     start = time.time()
     speaker = load_tts(args.weights, codec=args.codec)
     loaded = time.time()
-    audio, rate = speaker.speak(text, voice=args.voice, steps=args.steps, guidance=args.cfg, speed=args.speed,
+    voice = args.voice
+    if args.voice_text is not None:
+        speaker = speaker.adapt(args.voice, args.voice_text, steps=args.adapt_steps, seed=args.seed)
+        voice = None                       # the adapted copy's built-in voice is the reference
+        print(f"adapted to {args.voice} in {time.time() - loaded:.1f} s")
+    adapted = time.time()
+    audio, rate = speaker.speak(text, voice=voice, steps=args.steps, guidance=args.cfg, speed=args.speed,
                                 seed=args.seed, progress=not args.quiet)
     done = time.time()
     save_audio(out, audio[None], rate, subtype="PCM_24")
     seconds = audio.shape[-1] / rate
     print(f"wrote {out}: {seconds:.2f} s at {rate} Hz (load {loaded - start:.1f} s, synthesis "
-          f"{done - loaded:.1f} s, real-time factor {(done - loaded) / max(seconds, 1e-9):.2f})")
+          f"{done - adapted:.1f} s, real-time factor {(done - adapted) / max(seconds, 1e-9):.2f})")
     return 0
 
 
@@ -55,6 +63,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output .wav (24-bit) or .flac")
     p.add_argument("--voice", default=None, metavar="REF.wav",
                    help="2-10 s of speech whose voice to use (no transcript needed; default: the built-in voice)")
+    p.add_argument("--voice-text", default=None, metavar="TEXT",
+                   help="the words --voice says: adapt a copy of the model to that voice first (carries voices "
+                        "unlike the training voices; a few seconds)")
+    p.add_argument("--adapt-steps", type=int, default=None,
+                   help="adaptation steps with --voice-text (default 50)")
     p.add_argument("--steps", type=int, default=16, help="ODE steps per sentence (default 16)")
     p.add_argument("--cfg", type=float, default=2.0, help="classifier-free guidance scale (default 2)")
     p.add_argument("--speed", type=float, default=1.0, help="speaking-rate factor, 0.5 to 2 (default 1)")

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 
 import numpy as np
@@ -105,6 +106,58 @@ def voice_embedding(audio: torch.Tensor | np.ndarray, sample_rate: int) -> np.nd
     return torch.cat([db.mean(1), db.std(1)]).numpy().astype(np.float64)
 
 
+MFCC_BANDS = 40
+
+
+@functools.lru_cache(maxsize=1)
+def _mfcc() -> torchaudio.transforms.MFCC:
+    return torchaudio.transforms.MFCC(ASR_RATE, n_mfcc=20, melkwargs=dict(n_fft=512, hop_length=160, win_length=400,
+                                                                          n_mels=MFCC_BANDS, f_min=60.0, f_max=7600.0))
+
+
+def mfcc_frames(audio: torch.Tensor | np.ndarray, sample_rate: int) -> np.ndarray:
+    """``(frames, 38)``: MFCCs 1-19 and their deltas at 16 kHz, of the frames whose mean log-mel level is
+    within 30 dB of the loudest frame's (pauses carry no voice)."""
+    x = torch.as_tensor(audio, dtype=torch.float32).reshape(-1)
+    x = torchaudio.functional.resample(x, sample_rate, ASR_RATE) if sample_rate != ASR_RATE else x
+    x = x / x.abs().max().clamp_min(1e-6)
+    c = _mfcc()(x)                                                    # (20, frames)
+    d = torchaudio.functional.compute_deltas(c[None])[0]
+    level_db = c[0] / math.sqrt(MFCC_BANDS)             # orthonormal DCT: c0 = sqrt(bands) x mean dB
+    keep = level_db > level_db.max() - 30.0
+    return torch.cat([c[1:], d[1:]])[:, keep].T.numpy().astype(np.float64)
+
+
+class VoiceGMMs:
+    """Gaussian-mixture speaker identification on :func:`mfcc_frames` (see the module docstring).
+
+    Args:
+        recordings: voice name -> that voice's ``(T,)`` recordings at ``sample_rate``.
+        components: mixture components per voice.
+    """
+
+    def __init__(self, recordings: dict[str, list], sample_rate: int, components: int = 16, seed: int = 0):
+        try:
+            from sklearn.mixture import GaussianMixture
+        except ImportError as exc:
+            raise SDSAudioError("the GMM voice measure needs scikit-learn: `pip install -e '.[dev]'`") from exc
+        self.names = list(recordings)
+        self.models = {}
+        for name, clips in recordings.items():
+            frames = np.concatenate([mfcc_frames(c, sample_rate) for c in clips])
+            self.models[name] = GaussianMixture(components, covariance_type="diag", random_state=seed,
+                                                max_iter=200).fit(frames)
+
+    def scores(self, audio: torch.Tensor | np.ndarray, sample_rate: int) -> dict[str, float]:
+        """Mean log-likelihood per frame of one recording under every voice's mixture."""
+        frames = mfcc_frames(audio, sample_rate)
+        return {name: float(m.score(frames)) for name, m in self.models.items()}
+
+    def nearest(self, audio: torch.Tensor | np.ndarray, sample_rate: int) -> str:
+        s = self.scores(audio, sample_rate)
+        return max(s, key=s.get)
+
+
 class VoiceCentroids:
     """Nearest-voice assignment of :func:`voice_embedding` vectors (see the module docstring).
 
@@ -136,4 +189,4 @@ class VoiceCentroids:
         return max(sims, key=sims.get)
 
 
-__all__ = ["ASR_RATE", "VoiceCentroids", "recognize", "voice_embedding", "wer", "word_errors", "words"]
+__all__ = ["ASR_RATE", "VoiceCentroids", "VoiceGMMs", "mfcc_frames", "recognize", "voice_embedding", "wer", "word_errors", "words"]

@@ -8,7 +8,9 @@ log-mel frames, the codec's decoder for codec latents) and joins the sentences
 with ``PAUSE_S`` of silence. ``voice``
 is a path or a ``(T,)`` / ``(C, T)`` tensor of 2-10 s of speech (longer is cut
 to ``PROMPT_MAX_S`` after trimming silence); no transcript is needed, the
-model reads the voice from the prompt's frames alone.
+model reads the voice from the prompt's frames alone. That carries a voice the model was trained
+on; for an unseen voice, :meth:`SpeechSynthesizer.adapt` (reference + its transcript) returns a copy
+of the synthesiser fine-tuned on the reference (:mod:`sds_audio.tts.adapt`) whose built-in voice it is.
 
 For codec-latent models the codec is the one named in the weights' metadata
 (``codec``: a file beside the weights, such as a speech-tuned decoder), or the
@@ -32,6 +34,8 @@ from .weights import default_tts_path, load_tts_model, tts_metadata
 PAUSE_S = 0.25
 PROMPT_MIN_S = 2.0
 PROMPT_MAX_S = 4.0
+#: the longest reference :meth:`SpeechSynthesizer.adapt` takes (with its transcript)
+ADAPT_MAX_S = 10.0
 MAX_TEXT_CHARS = 20000
 #: a "word" longer than this (no space to cut at) cannot be split into sentences
 MAX_WORD_CHARS = 80
@@ -58,7 +62,7 @@ class SpeechSynthesizer:
 
     @torch.no_grad()
     def voice(self, reference: str | os.PathLike | torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
-        """Normalised prompt frames ``(D, P)`` of a reference recording.
+        """Normalised prompt frames ``(D, P)`` of a reference recording (its first ``PROMPT_MAX_S`` of sound).
 
         Args:
             reference: an audio file, or a ``(T,)`` / ``(C, T)`` tensor at ``sample_rate``.
@@ -66,6 +70,11 @@ class SpeechSynthesizer:
         Raises:
             SDSAudioError: unreadable, silent, or shorter than ``PROMPT_MIN_S`` of sound.
         """
+        return self._reference_frames(reference, sample_rate, PROMPT_MAX_S)
+
+    @torch.no_grad()
+    def _reference_frames(self, reference: str | os.PathLike | torch.Tensor, sample_rate: int | None,
+                          max_seconds: float) -> torch.Tensor:
         name = str(reference) if not torch.is_tensor(reference) else "the reference tensor"
         if torch.is_tensor(reference):
             if sample_rate is None:
@@ -85,11 +94,47 @@ class SpeechSynthesizer:
         if seconds < PROMPT_MIN_S:
             raise SDSAudioError(f"{name} holds {seconds:.1f} s of sound; the voice prompt needs at least "
                                 f"{PROMPT_MIN_S:.0f} s (2-10 s of speech)")
-        samples = samples[:int(PROMPT_MAX_S * self.sample_rate)]
+        if seconds > max_seconds + 1e-6 and max_seconds >= ADAPT_MAX_S:
+            raise SDSAudioError(f"{name} holds {seconds:.1f} s of sound; adapting to a voice takes at most "
+                                f"{ADAPT_MAX_S:.0f} s (cut the recording and its transcript)")
+        samples = samples[:int(max_seconds * self.sample_rate)]
         peak = float(np.abs(samples).max())
         samples = samples * (0.9 / peak) if peak > 0.9 else samples
         frames = self.features.encode(torch.from_numpy(np.ascontiguousarray(samples))[None, None].float())
         return self.model.normalize(frames)[0]
+
+    def adapt(self, reference: str | os.PathLike | torch.Tensor, transcript: str, *, steps: int | None = None,
+              lr: float | None = None, sample_rate: int | None = None, seed: int = 0) -> SpeechSynthesizer:
+        """A copy of this synthesiser fine-tuned on ``reference``, whose built-in voice is that reference.
+
+        Args:
+            reference: 2-10 s of speech (file, or tensor at ``sample_rate``), as for ``speak(voice=...)``.
+            transcript: the words the reference says.
+            steps, lr: adaptation steps and step size (default :class:`~sds_audio.tts.adapt.AdaptConfig`'s).
+            seed: seeds the adaptation's noise and flow-time draws.
+
+        Raises:
+            SDSAudioError: a bad reference (as :meth:`voice`), an empty transcript, or one with more
+                phoneme symbols than the reference has frames.
+        """
+        from .adapt import AdaptConfig, adapt_model
+
+        if not isinstance(transcript, str) or not transcript.strip():
+            raise SDSAudioError("the voice's transcript is empty: give the words the reference recording says")
+        if len(transcript) > MAX_TEXT_CHARS:
+            raise SDSAudioError(f"the voice's transcript has {len(transcript)} characters; the limit is "
+                                f"{MAX_TEXT_CHARS}")
+        defaults = AdaptConfig()
+        config = AdaptConfig(steps=defaults.steps if steps is None else steps, lr=defaults.lr if lr is None else lr,
+                             seed=seed)
+        frames = self._reference_frames(reference, sample_rate, ADAPT_MAX_S)
+        symbols = torch.tensor(self.frontend.encode_batch([transcript])[0], dtype=torch.long)
+        model = adapt_model(self.model, frames, symbols, config)
+        model.set_default_prompt(frames[:, :self._prompt_frames()])
+        return SpeechSynthesizer(model, self.features)
+
+    def _prompt_frames(self) -> int:
+        return int(PROMPT_MAX_S * self.features.frame_rate) + 1
 
     @torch.no_grad()
     def speak(self, text: str, voice: str | os.PathLike | torch.Tensor | None = None, *, steps: int = 16,
@@ -190,4 +235,4 @@ def load_tts(weights: str | os.PathLike | None = None, codec: str | os.PathLike 
     return SpeechSynthesizer(model, CodecFeatures(codec_model))
 
 
-__all__ = ["MAX_TEXT_CHARS", "MAX_WORD_CHARS", "PAUSE_S", "PROMPT_MAX_S", "PROMPT_MIN_S", "SpeechSynthesizer", "load_tts"]
+__all__ = ["ADAPT_MAX_S", "MAX_TEXT_CHARS", "MAX_WORD_CHARS", "PAUSE_S", "PROMPT_MAX_S", "PROMPT_MIN_S", "SpeechSynthesizer", "load_tts"]

@@ -55,3 +55,38 @@ def test_shipped_model_is_understood_by_the_recogniser():
     text = "Good morning, how are you today?"
     heard = [recognize(*tts.speak(text, seed=seed)) for seed in range(3)]
     assert wer([text] * 3, heard) <= 0.25          # 2026-12-07 weights: 1 word wrong in 18
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
+                    reason="espeak-ng and flite are not installed")
+def test_shipped_model_adapted_to_an_unseen_voice_sounds_like_it(tmp_path):
+    """`rms` (flite) is the voice held out of training: the in-context prompt speaks it as a training
+    voice; the adapted copy should be nearest to `rms` by the frame-level GMM measure."""
+    pytest.importorskip("sklearn", reason="scikit-learn (dev extra) is not installed")
+    import subprocess
+
+    from sds_audio.audio_io import load_audio
+    from sds_audio.tts import load_tts
+    from sds_audio.tts.evaluation import VoiceGMMs
+
+    sentences = ["The morning light fell across the quiet valley.", "He carried the water up the hill twice.",
+                 "Nobody knew where the old road used to lead.", "Please bring the books back before noon."]
+    tts = load_tts()
+
+    def flite(voice: str, text: str, name: str) -> torch.Tensor:
+        wav = tmp_path / f"{name}.wav"
+        subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(wav)], check=True, capture_output=True)
+        audio, _ = load_audio(wav, sample_rate=tts.sample_rate, channels=1)
+        with torch.no_grad():                                       # through the vocoder, as the outputs are
+            return tts.features.decode(tts.features.encode(audio))[0, 0]
+
+    voices = ("rms", "awb", "slt", "kal16")
+    gmms = VoiceGMMs({v: [flite(v, s, f"{v}{i}") for i, s in enumerate(sentences[:3])] for v in voices},
+                     tts.sample_rate)
+    reference = tmp_path / "reference.wav"
+    subprocess.run(["flite", "-voice", "rms", "-t", sentences[3], "-o", str(reference)], check=True,
+                   capture_output=True)
+    adapted = tts.adapt(reference, sentences[3])
+    audio, rate = adapted.speak("Every evening the children walked home along the river.", seed=0)
+    assert gmms.nearest(audio, rate) == "rms"
