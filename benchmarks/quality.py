@@ -126,13 +126,14 @@ class AudioRecorder:
 
 def run_once(prior, judges: dict, synth_type: str, prompt: str, seed: int, steps: int, restarts: int,
              duration_s: float, sds_overrides: dict | None = None, population: int = 0,
-             keep_best_every: int = 0, lr: float | None = None) -> dict:
+             keep_best_every: int = 0, lr: float | None = None, frequency_lr_scale: float | None = None) -> dict:
     """One prompt-to-preset run: its kept restart and every restart's audio before and after (ungraded); with a
     population stage also ``draws_audio``, every draw of the population (what random starts would have been)."""
     sds = dataclasses.replace(SDSConfig(denoise_steps=4, guidance_scale=5.0), **(sds_overrides or {}))
     config = SynthesisConfig(steps=steps, restarts=restarts, duration_s=duration_s, seed=seed, sds=sds,
                              judge_every=0, population=PopulationConfig(size=population),
-                             keep_best_every=keep_best_every, **({"lr": lr} if lr is not None else {}))
+                             keep_best_every=keep_best_every, **({"lr": lr} if lr is not None else {}),
+                             **({"frequency_lr_scale": frequency_lr_scale} if frequency_lr_scale is not None else {}))
     synth = build_synth(synth_type, int(prior.sample_rate), int(prior.channels), seed)
     recorder = AudioRecorder(judges["select"])
     result = synthesize(synth, prompt, prior, config, judge=recorder, progress=False)
@@ -253,6 +254,8 @@ def section_quality(prior, judges, args) -> dict:
         settings["device"] = args.device
     if args.lr is not None:
         settings["lr"] = args.lr
+    if args.frequency_lr_scale is not None:
+        settings["frequency_lr_scale"] = args.frequency_lr_scale
     overrides = {}
     if (args.denoise_steps, args.cfg) != (4, 5.0):          # the command's defaults
         overrides = {"denoise_steps": args.denoise_steps, "guidance_scale": args.cfg}
@@ -274,7 +277,7 @@ def section_quality(prior, judges, args) -> dict:
             o = run_options(args, synth_type)
             run = {**run_once(prior, judges, synth_type, prompt, seed, o["steps"], o["restarts"], args.duration_s,
                               {**overrides, "contrast": o["contrast"]}, o["population"], o["keep_best_every"],
-                              args.lr), "settings": settings}
+                              args.lr, args.frequency_lr_scale), "settings": settings}
             records.append(_save_run(args.runs_cache, run))
         else:
             records.append(hit[0])
@@ -450,6 +453,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None, help="default: the command's per synth")
     parser.add_argument("--lr", type=float, default=None, help="quality section: Adam step size (default: the "
                                                                "command's, 0.05)")
+    parser.add_argument("--frequency-lr-scale", type=float, default=None,
+                        help="quality section: step size of the frequency parameters relative to --lr (default 1)")
     parser.add_argument("--restarts", type=int, default=None, help="default: the command's per synth")
     parser.add_argument("--population", type=int, default=None,
                         help="quality section: population size (default: the command's per synth; 0 = none)")

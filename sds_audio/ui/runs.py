@@ -362,10 +362,12 @@ class SpeechRun:
 
 
 def speech_run(job: Job, settings: StudioSettings, text: str, *, voice: str | Path | None = None, steps: int = 16,
-               speed: float = 1.0, seed: int = 0) -> SpeechRun:
+               speed: float = 1.0, seed: int = 0, voice_text: str = "") -> SpeechRun:
     """Text -> speech with :func:`sds_audio.tts.load_tts` (``settings.tts_weights``, default the shipped ones).
 
     ``voice``: an uploaded reference recording whose voice to use (None: the model's built-in voice).
+    ``voice_text``: what that recording says; when given, a copy of the model is first adapted to the
+    voice (:meth:`~sds_audio.tts.infer.SpeechSynthesizer.adapt`, seeded by ``seed``).
     """
     from ..audio_io import save_audio
 
@@ -374,9 +376,17 @@ def speech_run(job: Job, settings: StudioSettings, text: str, *, voice: str | Pa
         voice = check_upload(voice, settings, "a voice recording")
     else:
         voice = None
+    voice_text = (voice_text or "").strip()
+    if voice_text and voice is None:
+        raise SDSAudioError("the transcript belongs to a voice recording: upload the recording too")
     job.report(phase="loading the speech model")
     model = _speech_model(settings.tts_weights, settings.device)
     job.check_cancelled()
+    if voice_text:
+        job.report(phase="adapting to the voice")
+        model = model.adapt(voice, voice_text, seed=int(seed))
+        voice = None                     # the adapted copy's built-in voice is the recording
+        job.check_cancelled()
     job.report(phase="speaking")
     audio, rate = model.speak(text, voice=voice, steps=int(steps), speed=float(speed), seed=int(seed))
     out = run_dir_for(settings, job, "speech", text)

@@ -240,3 +240,14 @@ def test_speech_run_speaks_with_the_given_weights(settings, tmp_path):
     assert np.abs(heard - expected.numpy()).max() < 2e-4 and result.duration_s == pytest.approx(heard.size / rate)
     with pytest.raises(SDSAudioError, match="the text is empty"):
         speak(_job(14), local, "  ")
+    with pytest.raises(SDSAudioError, match="upload the recording"):
+        speak(_job(15), local, "Hello there.", voice_text="what it says")
+    # with a recording and its transcript: the adapted copy speaks, as the API's adapt() does
+    t = np.arange(3 * 22050) / 22050
+    recording = tmp_path / "voice.wav"
+    sf.write(str(recording), (0.3 * np.sin(2 * np.pi * 140 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)))
+             .astype(np.float32), 22050)
+    result = speak(_job(16), local, "Hello there.", voice=recording, voice_text="good morning", steps=2, seed=4)
+    expected, _ = load_tts(weights).adapt(recording, "good morning", seed=4).speak("Hello there.", steps=2, seed=4)
+    heard, _ = sf.read(str(result.path), dtype="float32")
+    assert heard.shape == expected.shape and np.abs(heard - expected.numpy()).max() < 2e-4
