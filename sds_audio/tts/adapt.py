@@ -103,4 +103,4 @@ def adapt_model(model: TTSModel, frames: torch.Tensor, symbols: torch.Tensor,
     return adapted.eval().requires_grad_(False)
 
 
-__all__ = ["AdaptConfig", "PARTS", "adapt_model", "trainable_parameters"]
+__all__ = ["PARTS", "AdaptConfig", "adapt_model", "trainable_parameters"]

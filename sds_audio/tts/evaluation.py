@@ -111,8 +111,9 @@ MFCC_BANDS = 40
 
 @functools.lru_cache(maxsize=1)
 def _mfcc() -> torchaudio.transforms.MFCC:
-    return torchaudio.transforms.MFCC(ASR_RATE, n_mfcc=20, melkwargs=dict(n_fft=512, hop_length=160, win_length=400,
-                                                                          n_mels=MFCC_BANDS, f_min=60.0, f_max=7600.0))
+    return torchaudio.transforms.MFCC(ASR_RATE, n_mfcc=20, melkwargs={"n_fft": 512, "hop_length": 160,
+                                                                          "win_length": 400, "n_mels": MFCC_BANDS,
+                                                                          "f_min": 60.0, "f_max": 7600.0})
 
 
 def mfcc_frames(audio: torch.Tensor | np.ndarray, sample_rate: int) -> np.ndarray:

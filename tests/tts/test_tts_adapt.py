@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from tiny_tts import write_tiny_tts  # tests/ is on pytest's pythonpath
 
 from sds_audio.cli import main
 from sds_audio.errors import SDSAudioError
 from sds_audio.tts import TTSConfig, TTSModel, load_tts
 from sds_audio.tts.adapt import AdaptConfig, adapt_model, trainable_parameters
-from sds_audio.tts.weights import save_tts_model
 
 TINY = TTSConfig.for_mel(symbols="characters", text_width=16, text_depth=1, text_heads=2, text_convs=1,
                          duration_width=16, width=16, depth=1, heads=2, time_features=16)
@@ -26,12 +26,7 @@ def speech_like(seconds: float, rate: int = 22050, f0: float = 140.0) -> np.ndar
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    model = TTSModel(TINY)
-    model.set_default_prompt(torch.randn(TINY.latent_channels, 20))
-    path = tmp_path_factory.mktemp("tts") / "tts.safetensors"
-    save_tts_model(model, path)
-    return path
+    return write_tiny_tts(tmp_path_factory.mktemp("tts") / "tts.safetensors", TINY)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +86,7 @@ def test_adaptation_bad_inputs(weights, reference, tmp_path):
     sf.write(str(long), speech_like(12.0), 22050)
     with pytest.raises(SDSAudioError, match="at most 10 s"):
         speaker.adapt(long, "hello")
-    for bad in (dict(steps=-1), dict(lr=0.0), dict(part="all"), dict(batch=0)):
+    for bad in ({"steps": -1}, {"lr": 0.0}, {"part": "all"}, {"batch": 0}):
         with pytest.raises(SDSAudioError):
             AdaptConfig(**bad)
 

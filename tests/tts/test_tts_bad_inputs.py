@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from tiny_tts import write_tiny_tts  # tests/ is on pytest's pythonpath
 
 from sds_audio.cli import main
 from sds_audio.errors import SDSAudioError
-from sds_audio.tts import TTSConfig, TTSModel, load_tts
+from sds_audio.tts import TTSConfig, load_tts
 from sds_audio.tts.infer import MAX_TEXT_CHARS
-from sds_audio.tts.weights import load_tts_model, save_tts_model
+from sds_audio.tts.weights import load_tts_model
 
 TINY = TTSConfig(symbols="characters", text_width=16, text_depth=1, text_heads=2, text_convs=1, duration_width=16,
                  width=16, depth=1, heads=2, time_features=16)
@@ -19,12 +20,7 @@ TINY = TTSConfig(symbols="characters", text_width=16, text_depth=1, text_heads=2
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    model = TTSModel(TINY)
-    model.set_default_prompt(torch.randn(TINY.latent_channels, 20))
-    path = tmp_path_factory.mktemp("tts") / "tts.safetensors"
-    save_tts_model(model, path)
-    return path
+    return write_tiny_tts(tmp_path_factory.mktemp("tts") / "tts.safetensors", TINY)
 
 
 @pytest.fixture(scope="module")
