@@ -42,7 +42,8 @@ def _cmd_tts(args: argparse.Namespace) -> int:
     loaded = time.time()
     voice = args.voice
     if args.voice_text is not None:
-        speaker = speaker.adapt(args.voice, args.voice_text, steps=args.adapt_steps, seed=args.seed)
+        speaker = speaker.adapt(args.voice, args.voice_text, steps=args.adapt_steps, seed=args.seed,
+                                progress=not args.quiet)
         voice = None                       # the adapted copy's built-in voice is the reference
         print(f"adapted to {args.voice} in {time.time() - loaded:.1f} s")
     adapted = time.time()

@@ -21,6 +21,7 @@ import copy
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from ..errors import SDSAudioError
 from .model import TTSModel
@@ -58,12 +59,13 @@ def trainable_parameters(model: TTSModel, part: str) -> list[torch.nn.Parameter]
 
 
 def adapt_model(model: TTSModel, frames: torch.Tensor, symbols: torch.Tensor,
-                config: AdaptConfig | None = None) -> TTSModel:
+                config: AdaptConfig | None = None, progress: bool = False) -> TTSModel:
     """A copy of ``model`` fine-tuned on one recording (see the module docstring).
 
     Args:
         frames: ``(D, P)`` normalised frames of the reference (:meth:`TTSModel.normalize`).
         symbols: ``(N,)`` symbol ids of its transcript.
+        progress: a progress bar over the steps.
 
     Returns:
         the adapted copy, in eval mode with gradients off.
@@ -95,7 +97,7 @@ def adapt_model(model: TTSModel, frames: torch.Tensor, symbols: torch.Tensor,
     frame_lengths = torch.full((b,), n_frames, device=device)
     adapted.eval()          # the duration predictor's dropout plays no part in the flow loss
     with torch.enable_grad():
-        for _ in range(int(config.steps)):
+        for _ in tqdm(range(int(config.steps)), desc="adapting to the voice", unit="step", disable=not progress):
             loss = adapted.losses(ids, text_lengths, z, frame_lengths, generator).flow
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -104,7 +104,8 @@ class SpeechSynthesizer:
         return self.model.normalize(frames)[0]
 
     def adapt(self, reference: str | os.PathLike | torch.Tensor, transcript: str, *, steps: int | None = None,
-              lr: float | None = None, sample_rate: int | None = None, seed: int = 0) -> SpeechSynthesizer:
+              lr: float | None = None, sample_rate: int | None = None, seed: int = 0,
+              progress: bool = False) -> SpeechSynthesizer:
         """A copy of this synthesiser fine-tuned on ``reference``, whose built-in voice is that reference.
 
         Args:
@@ -112,6 +113,7 @@ class SpeechSynthesizer:
             transcript: the words the reference says.
             steps, lr: adaptation steps and step size (default :class:`~sds_audio.tts.adapt.AdaptConfig`'s).
             seed: seeds the adaptation's noise and flow-time draws.
+            progress: a progress bar over the adaptation steps.
 
         Raises:
             SDSAudioError: a bad reference (as :meth:`voice`), an empty transcript, or one with more
@@ -129,7 +131,7 @@ class SpeechSynthesizer:
                              seed=seed)
         frames = self._reference_frames(reference, sample_rate, ADAPT_MAX_S)
         symbols = torch.tensor(self.frontend.encode_batch([transcript])[0], dtype=torch.long)
-        model = adapt_model(self.model, frames, symbols, config)
+        model = adapt_model(self.model, frames, symbols, config, progress=progress)
         model.set_default_prompt(frames[:, :self._prompt_frames()])
         return SpeechSynthesizer(model, self.features)
 
