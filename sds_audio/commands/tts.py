@@ -37,6 +37,8 @@ def _cmd_tts(args: argparse.Namespace) -> int:
         text = sys.stdin.read()
     if args.voice_text is not None and args.voice is None:
         raise SDSAudioError("--voice-text is the transcript of --voice REF.wav: give both")
+    if args.adapt_steps is not None and args.voice_text is None:
+        raise SDSAudioError("--adapt-steps applies to adapting to a voice: give --voice REF.wav and --voice-text")
     start = time.time()
     speaker = load_tts(args.weights, codec=args.codec)
     loaded = time.time()
@@ -66,7 +68,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="2-10 s of speech whose voice to use (no transcript needed; default: the built-in voice)")
     p.add_argument("--voice-text", default=None, metavar="TEXT",
                    help="the words --voice says: adapt a copy of the model to that voice first (carries voices "
-                        "unlike the training voices; a few seconds)")
+                        "unlike the training voices; about 9 s on one CPU thread)")
     p.add_argument("--adapt-steps", type=int, default=None,
                    help="adaptation steps with --voice-text (default 50)")
     p.add_argument("--steps", type=int, default=16, help="ODE steps per sentence (default 16)")

@@ -79,7 +79,7 @@ def adapt_model(model: TTSModel, frames: torch.Tensor, symbols: torch.Tensor,
     if n_symbols == 0:
         raise SDSAudioError("the voice's transcript has no speakable symbol: give the words the reference says")
     if n_frames <= n_symbols:
-        raise SDSAudioError(f"the voice's transcript has {n_symbols} phoneme symbols but the reference only "
+        raise SDSAudioError(f"the voice's transcript has {n_symbols} symbols but the reference only "
                             f"{n_frames} frames: give the transcript of the reference recording itself")
     adapted = copy.deepcopy(model).requires_grad_(False)
     if config.steps == 0:

@@ -1,4 +1,4 @@
-"""Measuring speech: word error rate through an offline recogniser, and a simple voice-similarity measure.
+"""Measuring speech: word error rate through an offline recogniser, and two voice-similarity measures.
 
 - :func:`recognize`: ``pocketsphinx`` 5.x (its wheel ships the US English
   acoustic model, dictionary and language model; a benchmark / test dependency,

@@ -70,11 +70,13 @@ class SpeechSynthesizer:
         Raises:
             SDSAudioError: unreadable, silent, or shorter than ``PROMPT_MIN_S`` of sound.
         """
-        return self._reference_frames(reference, sample_rate, PROMPT_MAX_S)
+        return self._reference_frames(reference, sample_rate, PROMPT_MAX_S, refuse_longer=False)
 
     @torch.no_grad()
     def _reference_frames(self, reference: str | os.PathLike | torch.Tensor, sample_rate: int | None,
-                          max_seconds: float) -> torch.Tensor:
+                          max_seconds: float, refuse_longer: bool) -> torch.Tensor:
+        """Normalised frames of the reference's first ``max_seconds`` of sound (trimmed, peak at most 0.9);
+        with ``refuse_longer`` a longer reference is an error instead of being cut."""
         name = str(reference) if not torch.is_tensor(reference) else "the reference tensor"
         if torch.is_tensor(reference):
             if sample_rate is None:
@@ -94,13 +96,14 @@ class SpeechSynthesizer:
         if seconds < PROMPT_MIN_S:
             raise SDSAudioError(f"{name} holds {seconds:.1f} s of sound; the voice prompt needs at least "
                                 f"{PROMPT_MIN_S:.0f} s (2-10 s of speech)")
-        if seconds > max_seconds + 1e-6 and max_seconds >= ADAPT_MAX_S:
+        if refuse_longer and seconds > max_seconds + 1e-6:
             raise SDSAudioError(f"{name} holds {seconds:.1f} s of sound; adapting to a voice takes at most "
-                                f"{ADAPT_MAX_S:.0f} s (cut the recording and its transcript)")
+                                f"{max_seconds:.0f} s (cut the recording and its transcript)")
         samples = samples[:int(max_seconds * self.sample_rate)]
         peak = float(np.abs(samples).max())
         samples = samples * (0.9 / peak) if peak > 0.9 else samples
-        frames = self.features.encode(torch.from_numpy(np.ascontiguousarray(samples))[None, None].float())
+        device = self.model.latent_mean.device
+        frames = self.features.encode(torch.from_numpy(np.ascontiguousarray(samples))[None, None].float().to(device))
         return self.model.normalize(frames)[0]
 
     def adapt(self, reference: str | os.PathLike | torch.Tensor, transcript: str, *, steps: int | None = None,
@@ -116,8 +119,8 @@ class SpeechSynthesizer:
             progress: a progress bar over the adaptation steps.
 
         Raises:
-            SDSAudioError: a bad reference (as :meth:`voice`), an empty transcript, or one with more
-                phoneme symbols than the reference has frames.
+            SDSAudioError: a bad reference (as :meth:`voice`) or one with more than ``ADAPT_MAX_S`` of
+                sound, an empty transcript, or one with more symbols than the reference has frames.
         """
         from .adapt import AdaptConfig, adapt_model
 
@@ -129,14 +132,11 @@ class SpeechSynthesizer:
         defaults = AdaptConfig()
         config = AdaptConfig(steps=defaults.steps if steps is None else steps, lr=defaults.lr if lr is None else lr,
                              seed=seed)
-        frames = self._reference_frames(reference, sample_rate, ADAPT_MAX_S)
+        frames = self._reference_frames(reference, sample_rate, ADAPT_MAX_S, refuse_longer=True)
         symbols = torch.tensor(self.frontend.encode_batch([transcript])[0], dtype=torch.long)
         model = adapt_model(self.model, frames, symbols, config, progress=progress)
-        model.set_default_prompt(frames[:, :self._prompt_frames()])
+        model.set_default_prompt(self.voice(reference, sample_rate))
         return SpeechSynthesizer(model, self.features)
-
-    def _prompt_frames(self) -> int:
-        return int(PROMPT_MAX_S * self.features.frame_rate) + 1
 
     @torch.no_grad()
     def speak(self, text: str, voice: str | os.PathLike | torch.Tensor | None = None, *, steps: int = 16,

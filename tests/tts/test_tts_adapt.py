@@ -66,11 +66,13 @@ def test_adaptation_fits_the_reference_and_moves_only_its_part(weights, referenc
     assert all(torch.equal(p, q) for p, q in zip(adapted.parameters(), again.parameters()))   # seeded
 
 
-def test_adapted_synthesiser_speaks_in_the_reference_voice_by_default(weights, reference):
+def test_adapted_synthesiser_speaks_in_the_reference_voice_by_default(weights, tmp_path):
     speaker = load_tts(weights)
+    reference = tmp_path / "six_seconds.wav"           # longer than the 4 s an in-context prompt keeps
+    sf.write(str(reference), speech_like(6.0), 22050)
     adapted = speaker.adapt(reference, "hello there, how are you", steps=2)
-    frames = speaker.voice(reference)
-    assert torch.equal(adapted.model.default_prompt, frames[:, :adapted.model.default_prompt.shape[-1]])
+    assert torch.equal(adapted.model.default_prompt, speaker.voice(reference))
+    assert adapted.model.config.default_prompt_frames == 173         # 4 s at 22050 / 512 frames per second
     assert adapted.model is not speaker.model and speaker.model.config.default_prompt_frames == 20
     audio, rate = adapted.speak("good morning", steps=2)
     assert rate == 22050 and audio.numel() > 0 and torch.isfinite(audio).all()
@@ -86,6 +88,10 @@ def test_adaptation_bad_inputs(weights, reference, tmp_path):
     sf.write(str(long), speech_like(12.0), 22050)
     with pytest.raises(SDSAudioError, match="at most 10 s"):
         speaker.adapt(long, "hello")
+    assert speaker.voice(long).shape[-1] == 173                 # an in-context prompt is cut, not refused
+    ten = tmp_path / "ten.wav"
+    sf.write(str(ten), speech_like(9.9), 22050)
+    assert speaker.adapt(ten, "hello there, how are you", steps=1).model.default_prompt.shape[-1] == 173
     for bad in ({"steps": -1}, {"lr": 0.0}, {"part": "all"}, {"batch": 0}):
         with pytest.raises(SDSAudioError):
             AdaptConfig(**bad)
@@ -96,9 +102,11 @@ def test_cli_voice_text(weights, reference, tmp_path, capsys):
     assert main(["tts", "hello", "-o", str(out), "--weights", str(weights), "--voice-text", "hello"]) == 2
     assert main(["tts", "hello", "-o", str(out), "--weights", str(weights), "--voice", str(reference),
                  "--voice-text", "word " * 100]) == 2
+    assert main(["tts", "hello", "-o", str(out), "--weights", str(weights), "--voice", str(reference),
+                 "--adapt-steps", "5"]) == 2
     assert not out.exists()
     err = capsys.readouterr().err
-    assert err.count("\n") == 2 and all(line.startswith("sds-audio: error: ") for line in err.splitlines())
+    assert err.count("\n") == 3 and all(line.startswith("sds-audio: error: ") for line in err.splitlines())
     assert main(["tts", "good morning", "-o", str(out), "--weights", str(weights), "--voice", str(reference),
                  "--voice-text", "hello there, how are you", "--adapt-steps", "2", "--steps", "2", "--quiet"]) == 0
     assert sf.info(str(out)).frames > 0

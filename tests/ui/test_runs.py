@@ -221,16 +221,13 @@ def test_a_dx7_run_offers_its_voice_as_syx(settings):
 def test_speech_run_speaks_with_the_given_weights(settings, tmp_path):
     import dataclasses
 
-    from sds_audio.tts import TTSConfig, TTSModel, load_tts
-    from sds_audio.tts.weights import save_tts_model
+    from tiny_tts import write_tiny_tts
+
+    from sds_audio.tts import TTSConfig, load_tts
 
     config = TTSConfig(symbols="characters", text_width=16, text_depth=1, text_heads=2, text_convs=1,
                        duration_width=16, width=16, depth=1, heads=2, time_features=16)
-    torch.manual_seed(0)
-    model = TTSModel(config)
-    model.set_default_prompt(torch.randn(config.latent_channels, 20))
-    weights = tmp_path / "tts.safetensors"
-    save_tts_model(model, weights)
+    weights = write_tiny_tts(tmp_path / "tts.safetensors", config)
     speak = runs.speech_runner()
     local = dataclasses.replace(settings, tts_weights=str(weights))
     result = speak(_job(13), local, "Hello there.", steps=2, seed=4)
