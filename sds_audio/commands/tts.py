@@ -68,7 +68,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="2-10 s of speech whose voice to use (no transcript needed; default: the built-in voice)")
     p.add_argument("--voice-text", default=None, metavar="TEXT",
                    help="the words --voice says: adapt a copy of the model to that voice first (carries voices "
-                        "unlike the training voices; about 9 s on one CPU thread)")
+                        "unlike the training voices; about 10 s on one CPU thread)")
     p.add_argument("--adapt-steps", type=int, default=None,
                    help="adaptation steps with --voice-text (default 50)")
     p.add_argument("--steps", type=int, default=16, help="ODE steps per sentence (default 16)")

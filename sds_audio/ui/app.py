@@ -335,7 +335,7 @@ def _speech_tab(gr, settings: runs.StudioSettings, job_queue: JobQueue, speech: 
             voice = gr.File(label="voice (optional: 2-10 s of the speaker)", file_types=["audio"],
                             elem_id="speech-voice")
             voice_text = gr.Textbox(label="what the voice recording says (optional: adapts the model to that "
-                                          "voice first, about 9 s on one CPU thread; carries voices unlike the "
+                                          "voice first, about 10 s on one CPU thread; carries voices unlike the "
                                           "built-in ones)", lines=1, elem_id="speech-voice-text")
             with gr.Accordion("settings", open=False, elem_id="speech-settings"):
                 steps = gr.Slider(1, 64, value=16, step=1, label="steps", elem_id="speech-steps")
