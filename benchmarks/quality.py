@@ -132,8 +132,8 @@ def run_once(prior, judges: dict, synth_type: str, prompt: str, seed: int, steps
     sds = dataclasses.replace(SDSConfig(denoise_steps=4, guidance_scale=5.0), **(sds_overrides or {}))
     config = SynthesisConfig(steps=steps, restarts=restarts, duration_s=duration_s, seed=seed, sds=sds,
                              judge_every=0, population=PopulationConfig(size=population),
-                             keep_best_every=keep_best_every, **({"lr": lr} if lr is not None else {}),
-                             **({"frequency_lr_scale": frequency_lr_scale} if frequency_lr_scale is not None else {}))
+                             keep_best_every=keep_best_every,
+                             **{k: v for k, v in (("lr", lr), ("frequency_lr_scale", frequency_lr_scale)) if v is not None})
     synth = build_synth(synth_type, int(prior.sample_rate), int(prior.channels), seed)
     recorder = AudioRecorder(judges["select"])
     result = synthesize(synth, prompt, prior, config, judge=recorder, progress=False)

@@ -132,6 +132,8 @@ def section_voice(tts, corpus: Path, args) -> dict:
     long_enough = [k for k in sorted(texts) if 2.5 <= sf.info(str(table[heldout][k])).duration <= 10.0]
     hits, gmm_hits, ceiling, gmm_ceiling, picks, gmm_picks, refs, hyps = 0, 0, 0, 0, [], [], [], []
     adapt_s = []
+    if args.samples:
+        Path(args.samples).mkdir(parents=True, exist_ok=True)
     for i, k in enumerate(numbers[:-1]):
         p = next(p for p in long_enough[i:] + long_enough if p != k)
         prompt = table[heldout][p]
@@ -143,7 +145,6 @@ def section_voice(tts, corpus: Path, args) -> dict:
         else:
             audio, rate = tts.speak(texts[k], voice=prompt, steps=args.steps, guidance=args.cfg, seed=i)
         if args.samples:
-            Path(args.samples).mkdir(parents=True, exist_ok=True)
             sf.write(str(Path(args.samples) / f"voice_{heldout}_{k}.wav"), audio.numpy(), rate)
         nearest, nearest_gmm = centroids.nearest(voice_embedding(audio, rate)), gmms.nearest(audio, rate)
         picks.append(nearest)

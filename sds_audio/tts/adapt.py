@@ -81,9 +81,10 @@ def adapt_model(model: TTSModel, frames: torch.Tensor, symbols: torch.Tensor,
     if n_frames <= n_symbols:
         raise SDSAudioError(f"the voice's transcript has {n_symbols} symbols but the reference only "
                             f"{n_frames} frames: give the transcript of the reference recording itself")
-    adapted = copy.deepcopy(model).requires_grad_(False)
+    # eval mode throughout: the duration predictor's dropout plays no part in the flow loss
+    adapted = copy.deepcopy(model).eval().requires_grad_(False)
     if config.steps == 0:
-        return adapted.eval()
+        return adapted
     params = trainable_parameters(adapted, config.part)
     for p in params:
         p.requires_grad_(True)
@@ -95,14 +96,13 @@ def adapt_model(model: TTSModel, frames: torch.Tensor, symbols: torch.Tensor,
     ids = symbols.to(device).long()[None].expand(b, -1).contiguous()
     text_lengths = torch.full((b,), n_symbols, device=device)
     frame_lengths = torch.full((b,), n_frames, device=device)
-    adapted.eval()          # the duration predictor's dropout plays no part in the flow loss
     with torch.enable_grad():
         for _ in tqdm(range(int(config.steps)), desc="adapting to the voice", unit="step", disable=not progress):
             loss = adapted.losses(ids, text_lengths, z, frame_lengths, generator).flow
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    return adapted.eval().requires_grad_(False)
+    return adapted.requires_grad_(False)
 
 
 __all__ = ["PARTS", "AdaptConfig", "adapt_model", "trainable_parameters"]

@@ -142,7 +142,6 @@ class VoiceGMMs:
             from sklearn.mixture import GaussianMixture
         except ImportError as exc:
             raise SDSAudioError("the GMM voice measure needs scikit-learn: `pip install -e '.[dev]'`") from exc
-        self.names = list(recordings)
         self.models = {}
         for name, clips in recordings.items():
             frames = np.concatenate([mfcc_frames(c, sample_rate) for c in clips])

@@ -48,6 +48,10 @@ def _trim(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return trim_silence(audio, sample_rate, margin_s=0.05)
 
 
+def _reference_name(reference: str | os.PathLike | torch.Tensor) -> str:
+    return "the reference tensor" if torch.is_tensor(reference) else str(reference)
+
+
 class SpeechSynthesizer:
     """A loaded speech model with its frame space and front end (see the module docstring)."""
 
@@ -70,14 +74,11 @@ class SpeechSynthesizer:
         Raises:
             SDSAudioError: unreadable, silent, or shorter than ``PROMPT_MIN_S`` of sound.
         """
-        return self._reference_frames(reference, sample_rate, PROMPT_MAX_S, refuse_longer=False)
+        return self._frames(self._reference_samples(reference, sample_rate), PROMPT_MAX_S)
 
-    @torch.no_grad()
-    def _reference_frames(self, reference: str | os.PathLike | torch.Tensor, sample_rate: int | None,
-                          max_seconds: float, refuse_longer: bool) -> torch.Tensor:
-        """Normalised frames of the reference's first ``max_seconds`` of sound (trimmed, peak at most 0.9);
-        with ``refuse_longer`` a longer reference is an error instead of being cut."""
-        name = str(reference) if not torch.is_tensor(reference) else "the reference tensor"
+    def _reference_samples(self, reference: str | os.PathLike | torch.Tensor, sample_rate: int | None) -> np.ndarray:
+        """The reference at the model's rate, mono, silence trimmed; checked not silent and long enough."""
+        name = _reference_name(reference)
         if torch.is_tensor(reference):
             if sample_rate is None:
                 raise SDSAudioError("give the sample rate of a reference tensor")
@@ -96,15 +97,16 @@ class SpeechSynthesizer:
         if seconds < PROMPT_MIN_S:
             raise SDSAudioError(f"{name} holds {seconds:.1f} s of sound; the voice prompt needs at least "
                                 f"{PROMPT_MIN_S:.0f} s (2-10 s of speech)")
-        if refuse_longer and seconds > max_seconds + 1e-6:
-            raise SDSAudioError(f"{name} holds {seconds:.1f} s of sound; adapting to a voice takes at most "
-                                f"{max_seconds:.0f} s (cut the recording and its transcript)")
+        return samples
+
+    @torch.no_grad()
+    def _frames(self, samples: np.ndarray, max_seconds: float) -> torch.Tensor:
+        """Normalised frames ``(D, P)`` of the first ``max_seconds`` of ``samples`` (peak scaled to at most 0.9)."""
         samples = samples[:int(max_seconds * self.sample_rate)]
         peak = float(np.abs(samples).max())
         samples = samples * (0.9 / peak) if peak > 0.9 else samples
-        device = self.model.latent_mean.device
-        frames = self.features.encode(torch.from_numpy(np.ascontiguousarray(samples))[None, None].float().to(device))
-        return self.model.normalize(frames)[0]
+        audio = torch.from_numpy(np.ascontiguousarray(samples))[None, None].float()
+        return self.model.normalize(self.features.encode(audio.to(self.model.latent_mean.device)))[0]
 
     def adapt(self, reference: str | os.PathLike | torch.Tensor, transcript: str, *, steps: int | None = None,
               lr: float | None = None, sample_rate: int | None = None, seed: int = 0,
@@ -129,13 +131,15 @@ class SpeechSynthesizer:
         if len(transcript) > MAX_TEXT_CHARS:
             raise SDSAudioError(f"the voice's transcript has {len(transcript)} characters; the limit is "
                                 f"{MAX_TEXT_CHARS}")
-        defaults = AdaptConfig()
-        config = AdaptConfig(steps=defaults.steps if steps is None else steps, lr=defaults.lr if lr is None else lr,
-                             seed=seed)
-        frames = self._reference_frames(reference, sample_rate, ADAPT_MAX_S, refuse_longer=True)
+        config = AdaptConfig(**{k: v for k, v in (("steps", steps), ("lr", lr)) if v is not None}, seed=seed)
+        samples = self._reference_samples(reference, sample_rate)
+        seconds = len(samples) / self.sample_rate
+        if seconds > ADAPT_MAX_S + 1e-6:
+            raise SDSAudioError(f"{_reference_name(reference)} holds {seconds:.1f} s of sound; adapting to a voice "
+                                f"takes at most {ADAPT_MAX_S:.0f} s (cut the recording and its transcript)")
         symbols = torch.tensor(self.frontend.encode_batch([transcript])[0], dtype=torch.long)
-        model = adapt_model(self.model, frames, symbols, config, progress=progress)
-        model.set_default_prompt(self.voice(reference, sample_rate))
+        model = adapt_model(self.model, self._frames(samples, ADAPT_MAX_S), symbols, config, progress=progress)
+        model.set_default_prompt(self._frames(samples, PROMPT_MAX_S))      # what voice(reference) gives
         return SpeechSynthesizer(model, self.features)
 
     @torch.no_grad()

@@ -355,8 +355,7 @@ def _speech_tab(gr, settings: runs.StudioSettings, job_queue: JobQueue, speech: 
             runs.check_text(words)
             if reference:
                 runs.check_upload(reference, settings, "a voice recording")
-            elif (transcript or "").strip():
-                raise SDSAudioError("the transcript belongs to a voice recording: upload the recording too")
+            runs.check_voice_text(reference, transcript)
 
         try:
             job = _submit(job_queue, "speech",

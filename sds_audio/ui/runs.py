@@ -336,6 +336,14 @@ def check_text(text: Any) -> str:
     return text.strip()
 
 
+def check_voice_text(voice: str | Path | None, voice_text: str | None) -> str:
+    """The voice recording's transcript, stripped ('' for none); an error for one without a recording."""
+    voice_text = (voice_text or "").strip()
+    if voice_text and (voice is None or str(voice) == ""):
+        raise SDSAudioError("the transcript belongs to a voice recording: upload the recording too")
+    return voice_text
+
+
 def speech_runner():
     """:func:`speech_run` when :mod:`sds_audio.tts` provides ``load_tts``, else None (no speech tab)."""
     try:
@@ -376,9 +384,7 @@ def speech_run(job: Job, settings: StudioSettings, text: str, *, voice: str | Pa
         voice = check_upload(voice, settings, "a voice recording")
     else:
         voice = None
-    voice_text = (voice_text or "").strip()
-    if voice_text and voice is None:
-        raise SDSAudioError("the transcript belongs to a voice recording: upload the recording too")
+    voice_text = check_voice_text(voice, voice_text)
     job.report(phase="loading the speech model")
     model = _speech_model(settings.tts_weights, settings.device)
     job.check_cancelled()
